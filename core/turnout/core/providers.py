@@ -1,0 +1,126 @@
+"""What a plugin provides: the interfaces of providers and the records that register them.
+
+Registration hooks (``turnout_classifiers`` and friends) return :class:`Provider` records. Config
+picks a provider by name; turnout calls its ``factory`` once at start and then talks to the object
+it built directly, so per-request async work never goes through a pluggy call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+
+from turnout.core.config import ModelConfig, TurnoutConfig
+from turnout.core.types import Classification, RouteEvent, RouteRequest, TokenCount
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Provider(Generic[T]):
+    """A named way to build one kind of provider. ``factory``'s arguments depend on the kind."""
+
+    name: str
+    factory: Callable[..., T]
+    description: str = ""
+
+
+@runtime_checkable
+class Classifier(Protocol):
+    """Decides a request's task type and latency target. Must be cheap: it runs on every request."""
+
+    def classify(self, request: RouteRequest) -> Classification: ...
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Counts a request's prompt tokens as one model will see them."""
+
+    name: str
+
+    def count(self, request: RouteRequest) -> TokenCount: ...
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamReply:
+    """A complete non-streamed answer: the backend's bytes, passed on without re-encoding."""
+
+    status: int
+    body: bytes
+    content_type: str
+    usage: dict[str, Any] | None
+
+
+class UpstreamStream(Protocol):
+    """An opened streaming answer: SSE events as bytes, one event per item, as they arrive."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+    @property
+    def usage(self) -> dict[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HealthReport:
+    healthy: bool
+    detail: str
+    latency_s: float
+
+
+@runtime_checkable
+class Dispatcher(Protocol):
+    """Sends requests to one kind of backend.
+
+    ``send`` and ``open_stream`` raise :class:`turnout.core.errors.UpstreamError` for a failed
+    attempt; ``open_stream`` returns only once the backend has accepted the request, so a failure
+    before that can still fall back.
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def send(self, model: ModelConfig, request: RouteRequest) -> UpstreamReply: ...
+
+    async def open_stream(self, model: ModelConfig, request: RouteRequest) -> UpstreamStream: ...
+
+    async def check_health(self, model: ModelConfig) -> HealthReport: ...
+
+
+@runtime_checkable
+class Breaker(Protocol):
+    """A circuit breaker for one endpoint."""
+
+    @property
+    def state(self) -> str: ...
+
+    def allows(self) -> bool: ...
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self) -> None: ...
+
+
+@runtime_checkable
+class HardwareProbe(Protocol):
+    """Reads this host's hardware; must return (with what it could not read said) and not raise."""
+
+    def probe(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class MetricsSink(Protocol):
+    """Receives every routing event and exposes what it collected."""
+
+    def record(self, event: RouteEvent) -> None: ...
+
+
+ClassifierFactory = Callable[[TurnoutConfig], Classifier]
+TokenizerFactory = Callable[[str, ModelConfig], Tokenizer]
+DispatcherFactory = Callable[[TurnoutConfig], Dispatcher]
+BreakerFactory = Callable[[str, TurnoutConfig], Breaker]
+HardwareProbeFactory = Callable[[], HardwareProbe]
+MetricsSinkFactory = Callable[[TurnoutConfig], MetricsSink]

@@ -1,0 +1,96 @@
+"""The ``turnout`` command: serve, check-config, route."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from turnout.core import ConfigError, LoadedConfig, Router, TurnoutError, load_config
+from turnout.core import decode_body, detect_kind, parse_request
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        print(f"turnout: invalid config:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        return EXIT_INVALID
+    except TurnoutError as exc:
+        print(f"turnout: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="turnout", description="Route OpenAI-style requests to the model endpoint that fits."
+    )
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the OpenAI-compatible sidecar")
+    serve.add_argument("--config", required=True, type=Path, help="router.config.yaml")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.set_defaults(func=_serve)
+
+    check = sub.add_parser("check-config", help="validate a config; exit 2 when invalid")
+    check.add_argument("path", type=Path)
+    check.set_defaults(func=_check_config)
+
+    route = sub.add_parser("route", help="explain how a request would be routed (sends nothing)")
+    route.add_argument("--config", required=True, type=Path)
+    route.add_argument("body", help="a JSON request body file, or - for standard input")
+    route.set_defaults(func=_route)
+    return parser
+
+
+def _load(path: Path) -> LoadedConfig:
+    loaded = load_config(path)
+    for warning in loaded.warnings:
+        print(f"turnout: warning: {warning}", file=sys.stderr)
+    return loaded
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from turnout.sidecar.app import create_app
+
+    config = _load(args.config).config
+    level = config.monitoring.log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    Router(config)  # fail on plugin or provider errors before binding the port
+    app = create_app(config)
+    print(f"turnout: serving on http://{args.host}:{args.port}/v1", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=config.monitoring.log_level)
+    return EXIT_OK
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    loaded = _load(args.path)
+    Router(loaded.config)  # providers named in the config must exist
+    models = ", ".join(m.id for m in loaded.config.models)
+    print(f"{args.path}: valid ({len(loaded.config.models)} models: {models})")
+    return EXIT_OK
+
+
+def _route(args: argparse.Namespace) -> int:
+    config = _load(args.config).config
+    raw = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
+    data = decode_body(raw)
+    request = parse_request(detect_kind(data), data)
+    decision = Router(config).decide(request)
+    print(json.dumps(decision.as_dict(), indent=2))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

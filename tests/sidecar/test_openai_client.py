@@ -13,8 +13,9 @@ from turnout.sidecar.testing import ServedApp
 
 
 def client_for(served: ServedApp, **options: Any) -> openai.OpenAI:
-    return openai.OpenAI(base_url=served.url + "/v1", api_key="client-key", max_retries=0,
-                         **options)  # fmt: skip
+    return openai.OpenAI(
+        base_url=served.url + "/v1", api_key="client-key", max_retries=0, **options
+    )
 
 
 @pytest.fixture
@@ -24,11 +25,20 @@ def two_upstreams(
     fast, big = openai_upstream("fast"), openai_upstream("big")
     config = make_config(
         [
-            {"id": "fast", "api_base": fast.api_base, "task_types": ["chat"],
-             "max_model_len": 2048, "served_model_name": "served-fast"},
-            {"id": "big", "api_base": big.api_base, "task_types": ["code", "reasoning"],
-             "max_model_len": 32768},
-        ],  # fmt: skip
+            {
+                "id": "fast",
+                "api_base": fast.api_base,
+                "task_types": ["chat"],
+                "max_model_len": 2048,
+                "served_model_name": "served-fast",
+            },
+            {
+                "id": "big",
+                "api_base": big.api_base,
+                "task_types": ["code", "reasoning"],
+                "max_model_len": 32768,
+            },
+        ],
         routing={"default": "fast", "fallback_order": ["fast", "big"]},
     )
     return fast, big, client_for(serve_sidecar(config))
@@ -119,14 +129,24 @@ def test_unknown_model_is_404_with_suggestion(two_upstreams: Any) -> None:
     [
         ({"model": "auto"}, "'messages' is required"),
         ({"model": "auto", "messages": []}, "messages"),
-        ({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5},
-         "max_tokens"),
-        ({"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"},
-         "max_tokens"),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": -5},
+            "max_tokens",
+        ),
+        (
+            {"model": "auto", "messages": [{"role": "user", "content": "x"}], "max_tokens": "9"},
+            "max_tokens",
+        ),
         ({"model": "auto", "messages": [{"role": "wizard", "content": "x"}]}, "role"),
-        ({"model": "auto", "messages": [{"role": "user", "content": "x"}],
-          "turnout": {"task_type": "poetry"}}, "task_type"),
-    ],  # fmt: skip
+        (
+            {
+                "model": "auto",
+                "messages": [{"role": "user", "content": "x"}],
+                "turnout": {"task_type": "poetry"},
+            },
+            "task_type",
+        ),
+    ],
 )
 def test_bad_input_is_400_saying_what_to_fix(
     two_upstreams: Any, body: dict[str, Any], fragment: str
@@ -161,8 +181,10 @@ def test_all_endpoints_down_is_503(
     serve_sidecar: Callable[..., ServedApp],
 ) -> None:
     config = make_config(
-        [{"id": "a", "api_base": closed_port_api_base()},
-         {"id": "b", "api_base": closed_port_api_base()}]  # fmt: skip
+        [
+            {"id": "a", "api_base": closed_port_api_base()},
+            {"id": "b", "api_base": closed_port_api_base()},
+        ]
     )
     client = client_for(serve_sidecar(config))
     with pytest.raises(openai.InternalServerError) as info:

@@ -141,8 +141,12 @@ class TurnoutConfig(_Strict):
                 raise ValueError(f"model id '{model_id}' is reserved for routing")
             seen.add(model_id)
         refs = [("routing.default", self.routing.default)]
-        refs += [(f"routing.fallback_order[{i}]", r) for i, r in enumerate(self.routing.fallback_order)]
-        refs += [(f"routing.rules[{i}].route", r.route) for i, r in enumerate(self.routing.rules or [])]
+        refs += [
+            (f"routing.fallback_order[{i}]", r) for i, r in enumerate(self.routing.fallback_order)
+        ]
+        refs += [
+            (f"routing.rules[{i}].route", r.route) for i, r in enumerate(self.routing.rules or [])
+        ]
         for where, ref in refs:
             if ref is not None and ref not in seen:
                 raise ValueError(f"{where}: no model has id '{ref}'{did_you_mean(ref, ids)}")

@@ -1,8 +1,8 @@
 """Reading a YAML config file: safe loading, ``${ENV}`` secrets, and line numbers for errors.
 
-Kept apart from the schema so that ``config.py`` says *what* a config is and this module says how a
-file becomes one and how its mistakes are reported (``router.config.yaml:12: models[2].max_model_len:
-expected an integer``).
+Kept apart from the schema so that ``config.py`` says *what* a config is and this module says how
+a file becomes one and how its mistakes are reported
+(``router.config.yaml:12: models[2].max_model_len: expected an integer``).
 """
 
 from __future__ import annotations

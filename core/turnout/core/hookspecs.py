@@ -18,13 +18,13 @@ import pluggy
 
 from turnout.core.config import TurnoutConfig
 from turnout.core.providers import (
-    BreakerFactory,
-    ClassifierFactory,
-    DispatcherFactory,
-    HardwareProbeFactory,
-    MetricsSinkFactory,
+    Breaker,
+    Classifier,
+    Dispatcher,
+    HardwareProbe,
+    MetricsSink,
     Provider,
-    TokenizerFactory,
+    Tokenizer,
 )
 from turnout.core.types import Candidate, Classification, RouteEvent, RouteRequest
 
@@ -32,7 +32,7 @@ hookspec = pluggy.HookspecMarker("turnout")
 
 
 @hookspec
-def turnout_classifiers() -> Iterable[Provider[ClassifierFactory]]:
+def turnout_classifiers() -> Iterable[Provider[Classifier]]:
     """Register request classifiers.
 
     Return providers whose ``factory(config)`` builds an object with
@@ -42,7 +42,7 @@ def turnout_classifiers() -> Iterable[Provider[ClassifierFactory]]:
 
 
 @hookspec
-def turnout_tokenizers() -> Iterable[Provider[TokenizerFactory]]:
+def turnout_tokenizers() -> Iterable[Provider[Tokenizer]]:
     """Register tokenizer schemes.
 
     A model's ``tokenizer: "<scheme>:<argument>"`` picks the provider named ``<scheme>``; its
@@ -52,7 +52,7 @@ def turnout_tokenizers() -> Iterable[Provider[TokenizerFactory]]:
 
 
 @hookspec
-def turnout_dispatchers() -> Iterable[Provider[DispatcherFactory]]:
+def turnout_dispatchers() -> Iterable[Provider[Dispatcher]]:
     """Register dispatchers, the code that talks to backends.
 
     A model's ``provider`` picks one: ``vllm``, ``ollama``, ``mlx``, ``llamacpp``, ``sglang`` and
@@ -63,7 +63,7 @@ def turnout_dispatchers() -> Iterable[Provider[DispatcherFactory]]:
 
 
 @hookspec
-def turnout_breakers() -> Iterable[Provider[BreakerFactory]]:
+def turnout_breakers() -> Iterable[Provider[Breaker]]:
     """Register circuit-breaker implementations.
 
     ``factory(endpoint_id, config)`` builds one :class:`~turnout.core.providers.Breaker` per
@@ -72,7 +72,7 @@ def turnout_breakers() -> Iterable[Provider[BreakerFactory]]:
 
 
 @hookspec
-def turnout_hardware_probes() -> Iterable[Provider[HardwareProbeFactory]]:
+def turnout_hardware_probes() -> Iterable[Provider[HardwareProbe]]:
     """Register hardware probes (GPU, host CPU and memory).
 
     ``factory()`` builds an object whose ``probe()`` returns a JSON-able dict and never raises:
@@ -81,7 +81,7 @@ def turnout_hardware_probes() -> Iterable[Provider[HardwareProbeFactory]]:
 
 
 @hookspec
-def turnout_metrics_sinks() -> Iterable[Provider[MetricsSinkFactory]]:
+def turnout_metrics_sinks() -> Iterable[Provider[MetricsSink]]:
     """Register metrics sinks.
 
     ``factory(config)`` builds an object whose ``record(event)`` receives every

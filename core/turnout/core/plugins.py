@@ -19,13 +19,13 @@ import pluggy
 from turnout.core import hookspecs
 from turnout.core.errors import PluginError
 from turnout.core.providers import (
-    BreakerFactory,
-    ClassifierFactory,
-    DispatcherFactory,
-    HardwareProbeFactory,
-    MetricsSinkFactory,
+    Breaker,
+    Classifier,
+    Dispatcher,
+    HardwareProbe,
+    MetricsSink,
     Provider,
-    TokenizerFactory,
+    Tokenizer,
 )
 
 PROJECT = "turnout"
@@ -61,7 +61,7 @@ def hookimpl(
 ) -> _F | Callable[[_F], _F]:
     """Mark a function as a turnout hook implementation, keeping its signature for type checkers."""
     if function is not None:
-        return cast(_F, _marker(function))
+        return _marker(function)
     return cast(Callable[[_F], _F], _marker(trylast=trylast, tryfirst=tryfirst, wrapper=wrapper))
 
 
@@ -100,12 +100,12 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 class ProviderRegistry:
     """Every provider the registered plugins offer, by kind and name."""
 
-    classifiers: dict[str, Provider[ClassifierFactory]] = field(default_factory=dict)
-    tokenizers: dict[str, Provider[TokenizerFactory]] = field(default_factory=dict)
-    dispatchers: dict[str, Provider[DispatcherFactory]] = field(default_factory=dict)
-    breakers: dict[str, Provider[BreakerFactory]] = field(default_factory=dict)
-    hardware_probes: dict[str, Provider[HardwareProbeFactory]] = field(default_factory=dict)
-    metrics_sinks: dict[str, Provider[MetricsSinkFactory]] = field(default_factory=dict)
+    classifiers: dict[str, Provider[Classifier]] = field(default_factory=dict)
+    tokenizers: dict[str, Provider[Tokenizer]] = field(default_factory=dict)
+    dispatchers: dict[str, Provider[Dispatcher]] = field(default_factory=dict)
+    breakers: dict[str, Provider[Breaker]] = field(default_factory=dict)
+    hardware_probes: dict[str, Provider[HardwareProbe]] = field(default_factory=dict)
+    metrics_sinks: dict[str, Provider[MetricsSink]] = field(default_factory=dict)
 
 
 def collect_providers(pm: pluggy.PluginManager) -> ProviderRegistry:

@@ -129,4 +129,3 @@ def candidate_order(
     for m in config.models:
         add(m.id, "last resort")
     return list(order.items())
-

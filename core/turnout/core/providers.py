@@ -19,7 +19,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Provider(Generic[T]):
-    """A named way to build one kind of provider. ``factory``'s arguments depend on the kind."""
+    """A named way to build one kind of provider (``T``). ``factory``'s arguments depend on the
+    kind: see each registration hook and the ``*Factory`` aliases at the end of this module."""
 
     name: str
     factory: Callable[..., T]

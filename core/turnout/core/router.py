@@ -105,7 +105,9 @@ class Router:
         order = candidate_order(
             self.config, self.rules, classification, rule_tokens, request.max_tokens, pinned
         )
-        candidates = [self._judge(model_id, why, count_for(model_id), request) for model_id, why in order]
+        candidates = [
+            self._judge(model_id, why, count_for(model_id), request) for model_id, why in order
+        ]
         fitting = [c for c in candidates if c.fits]
         ranked = self.pm.hook.turnout_rank_endpoints(
             request=request, classification=classification, candidates=fitting
@@ -130,19 +132,37 @@ class Router:
                     reply = await self.dispatchers[endpoint].send(model, request)
                 except UpstreamError as exc:
                     if not exc.retryable:
-                        self._record(request, decision, endpoint, "client_error", exc.status,
-                                     started, attempts=attempts, error=exc.reason)
+                        self._record(
+                            request,
+                            decision,
+                            endpoint,
+                            "client_error",
+                            exc.status,
+                            started,
+                            attempts=attempts,
+                            error=exc.reason,
+                        )
                         raise
                     attempts.append(Attempt(endpoint, exc.reason, exc.upstream_status))
                     continue
-                self._record(request, decision, endpoint, "ok", reply.status, started,
-                             attempts=attempts, usage=reply.usage)
+                self._record(
+                    request,
+                    decision,
+                    endpoint,
+                    "ok",
+                    reply.status,
+                    started,
+                    attempts=attempts,
+                    usage=reply.usage,
+                )
                 return Completed(reply, endpoint, tuple(attempts), decision)
         except asyncio.CancelledError:
             self._record(request, decision, endpoint, "cancelled", 499, started, attempts=attempts)
             raise
         error = _exhausted(attempts)
-        self._record(request, decision, None, "no_endpoint", error.status, started, attempts=attempts)
+        self._record(
+            request, decision, None, "no_endpoint", error.status, started, attempts=attempts
+        )
         raise error
 
     async def stream(self, request: RouteRequest) -> RoutedStream:
@@ -164,20 +184,39 @@ class Router:
                     if upstream is not None:
                         await upstream.aclose()
                     if isinstance(exc, UpstreamError) and not exc.retryable:
-                        self._record(request, decision, endpoint, "client_error", exc.status,
-                                     started, attempts=attempts, error=exc.reason)
+                        self._record(
+                            request,
+                            decision,
+                            endpoint,
+                            "client_error",
+                            exc.status,
+                            started,
+                            attempts=attempts,
+                            error=exc.reason,
+                        )
                         raise
                     reason = exc.reason if isinstance(exc, UpstreamError) else "empty_stream"
                     status = exc.upstream_status if isinstance(exc, UpstreamError) else None
                     attempts.append(Attempt(endpoint, reason, status))
                     continue
-                return RoutedStream(self, request, decision, endpoint, tuple(attempts),
-                                    upstream, events, first, started)
+                return RoutedStream(
+                    self,
+                    request,
+                    decision,
+                    endpoint,
+                    tuple(attempts),
+                    upstream,
+                    events,
+                    first,
+                    started,
+                )
         except asyncio.CancelledError:
             self._record(request, decision, endpoint, "cancelled", 499, started, attempts=attempts)
             raise
         error = _exhausted(attempts)
-        self._record(request, decision, None, "no_endpoint", error.status, started, attempts=attempts)
+        self._record(
+            request, decision, None, "no_endpoint", error.status, started, attempts=attempts
+        )
         raise error
 
     def _pinned(self, requested: str) -> str | None:
@@ -192,7 +231,9 @@ class Router:
             param="model",
         )
 
-    def _judge(self, model_id: str, why: str, count: TokenCount, request: RouteRequest) -> Candidate:
+    def _judge(
+        self, model_id: str, why: str, count: TokenCount, request: RouteRequest
+    ) -> Candidate:
         limit = self.models[model_id].context_limit
         need = count.tokens + (request.max_tokens or 1)
         dropped = None
@@ -218,7 +259,10 @@ class Router:
         error: str | None = None,
     ) -> None:
         usage = usage or {}
-        prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        prompt_tokens, completion_tokens = (
+            usage.get("prompt_tokens"),
+            usage.get("completion_tokens"),
+        )
         event = RouteEvent(
             request_id=request.request_id,
             kind=request.kind,
@@ -284,8 +328,15 @@ class RoutedStream:
         finally:
             await self.aclose()
             self._router._record(
-                self._request, self.decision, self.endpoint, outcome, status, self._started,
-                attempts=self.attempts, usage=self._upstream.usage, ttft_s=self._ttft_s,
+                self._request,
+                self.decision,
+                self.endpoint,
+                outcome,
+                status,
+                self._started,
+                attempts=self.attempts,
+                usage=self._upstream.usage,
+                ttft_s=self._ttft_s,
                 error=error,
             )
 
@@ -308,8 +359,7 @@ def _require_some(decision: Decision, request: RouteRequest) -> None:
             param="messages" if request.kind == "chat" else "prompt",
         )
     raise NoEndpointAvailable(
-        "no endpoint is available: "
-        + "; ".join(f"{c.endpoint}: {c.dropped}" for c in dropped)
+        "no endpoint is available: " + "; ".join(f"{c.endpoint}: {c.dropped}" for c in dropped)
     )
 
 

@@ -111,24 +111,39 @@ class FakeUpstream:
                 choice["delta"] = {"content": word}
             else:
                 choice["text"] = word
-            chunk = {"id": f"cmpl-{self.name}", "object": kind, "created": 0,
-                     "model": body.get("model"), "choices": [choice]}  # fmt: skip
+            chunk = {
+                "id": f"cmpl-{self.name}",
+                "object": kind,
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [choice],
+            }
             yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"id": f"cmpl-{self.name}", "object": kind, "created": 0,
-                     "model": body.get("model"), "choices": [], "usage": _usage(self.chunks)}  # fmt: skip
+            usage: dict[str, Any] = {
+                "id": f"cmpl-{self.name}",
+                "object": kind,
+                "created": 0,
+                "model": body.get("model"),
+                "choices": [],
+                "usage": _usage(self.chunks),
+            }
             yield b"data: " + json.dumps(usage).encode() + b"\n\n"
         yield b"data: [DONE]\n\n"
 
 
 def _usage(completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": 7, "completion_tokens": completion_tokens,
-            "total_tokens": 7 + completion_tokens}  # fmt: skip
+    return {
+        "prompt_tokens": 7,
+        "completion_tokens": completion_tokens,
+        "total_tokens": 7 + completion_tokens,
+    }
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(json.dumps(data), status=status, headers=headers,
-                    content_type="application/json")  # fmt: skip
+    return Response(
+        json.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def closed_port_api_base() -> str:
@@ -181,7 +196,11 @@ def openai_upstream() -> Iterator[Callable[..., FakeUpstream]]:
         return upstream
 
     yield start
+    # Each server takes up to its poll interval to stop: stop them side by side.
+    stoppers = [threading.Thread(target=u.server.stop) for u in servers]
     for upstream in servers:
         upstream.mode = "ok"
-        upstream.server.clear()
-        upstream.server.stop()
+    for thread in stoppers:
+        thread.start()
+    for thread in stoppers:
+        thread.join()

@@ -11,7 +11,9 @@ from typing import Any, Literal
 from turnout.core.config import TaskType
 
 RequestKind = Literal["chat", "completion"]
-Outcome = Literal["ok", "client_error", "upstream_error", "no_endpoint", "stream_error", "cancelled"]
+Outcome = Literal[
+    "ok", "client_error", "upstream_error", "no_endpoint", "stream_error", "cancelled"
+]
 
 
 @dataclass(frozen=True, slots=True)

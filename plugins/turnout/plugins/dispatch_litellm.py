@@ -24,16 +24,30 @@ from turnout.core import (
     UpstreamReply,
     hookimpl,
 )
-from turnout.core.providers import DispatcherFactory
+from turnout.core.providers import Dispatcher
 
 PREFIX = "litellm:"
 # Request fields turnout hands to litellm as they are; the rest of OpenAI's body is passed through
 # litellm's ``extra_body`` only where the provider is OpenAI-like.
 _PASSED = (
-    "max_tokens", "max_completion_tokens", "temperature", "top_p", "n", "stop", "seed",
-    "presence_penalty", "frequency_penalty", "logit_bias", "user", "response_format", "tools",
-    "tool_choice", "stream_options", "logprobs", "top_logprobs",
-)  # fmt: skip
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+    "response_format",
+    "tools",
+    "tool_choice",
+    "stream_options",
+    "logprobs",
+    "top_logprobs",
+)
 
 
 def import_litellm() -> Any:
@@ -176,6 +190,5 @@ def _build(config: TurnoutConfig) -> LiteLLMDispatcher:
 
 
 @hookimpl(trylast=True)
-def turnout_dispatchers() -> Iterable[Provider[DispatcherFactory]]:
+def turnout_dispatchers() -> Iterable[Provider[Dispatcher]]:
     return [Provider("litellm", _build, "litellm, for providers that need translating")]
-

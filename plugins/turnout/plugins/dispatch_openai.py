@@ -27,7 +27,7 @@ from turnout.core import (
     hookimpl,
     upstream_status_error,
 )
-from turnout.core.providers import DispatcherFactory
+from turnout.core.providers import Dispatcher
 
 CONNECTION_LIMIT = 512
 DONE_EVENT = b"data: [DONE]"
@@ -62,7 +62,7 @@ class OpenAIDispatcher:
                 body = await r.read()
                 status, content_type = r.status, r.headers.get("Content-Type", "application/json")
                 retry_after = r.headers.get("Retry-After")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _transport_error(model.id, exc) from exc
         if status >= 300:
             raise upstream_status_error(model.id, status, body, retry_after)
@@ -85,12 +85,12 @@ class OpenAIDispatcher:
         url, payload, headers = self._prepare(model, request, stream=True)
         try:
             response = await self.session.post(url, data=payload, headers=headers, timeout=timeout)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _transport_error(model.id, exc) from exc
         if response.status >= 300:
             try:
                 body = await response.read()
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 body = b""
             finally:
                 response.release()
@@ -109,7 +109,7 @@ class OpenAIDispatcher:
             async with self.session.get(url, headers=_auth(model), timeout=timeout) as r:
                 await r.read()
                 healthy, detail = r.status == 200, f"HTTP {r.status}"
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             healthy, detail = False, _transport_error(model.id, exc).reason
         return HealthReport(healthy, detail, time.perf_counter() - started)
 
@@ -171,7 +171,7 @@ class SSEStream:
                     elif b'"usage"' in event and self._take_usage(event):
                         continue
                     yield event
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _transport_error(self._endpoint, exc, mid_stream=True) from exc
         if not finished:
             raise UpstreamError(
@@ -182,7 +182,7 @@ class SSEStream:
         self._done = True
 
     def _take_usage(self, event: bytes) -> bool:
-        """Keep reported usage; True when the event carries only usage and the client did not ask."""
+        """Keep reported usage. True: the event is usage alone, which the client did not ask for."""
         try:
             payload = json.loads(event[event.index(b"{") :])
         except ValueError:
@@ -205,7 +205,9 @@ def _auth(model: ModelConfig) -> dict[str, str]:
     return {"Authorization": f"Bearer {model.api_key.get_secret_value()}"}
 
 
-def _transport_error(endpoint: str, exc: BaseException, *, mid_stream: bool = False) -> UpstreamError:
+def _transport_error(
+    endpoint: str, exc: BaseException, *, mid_stream: bool = False
+) -> UpstreamError:
     if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
         reason = "timeout"
     elif isinstance(exc, aiohttp.ClientConnectorError):
@@ -214,7 +216,9 @@ def _transport_error(endpoint: str, exc: BaseException, *, mid_stream: bool = Fa
         reason = "stream_broken"
     else:
         reason = "connection_error"
-    return UpstreamError(f"{endpoint}: {reason.replace('_', ' ')}", endpoint=endpoint, reason=reason)
+    return UpstreamError(
+        f"{endpoint}: {reason.replace('_', ' ')}", endpoint=endpoint, reason=reason
+    )
 
 
 def _build(config: TurnoutConfig) -> OpenAIDispatcher:
@@ -222,5 +226,5 @@ def _build(config: TurnoutConfig) -> OpenAIDispatcher:
 
 
 @hookimpl(trylast=True)
-def turnout_dispatchers() -> Iterable[Provider[DispatcherFactory]]:
+def turnout_dispatchers() -> Iterable[Provider[Dispatcher]]:
     return [Provider("openai", _build, "aiohttp pass-through for OpenAI-compatible servers")]

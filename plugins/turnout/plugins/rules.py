@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from turnout.core import Classification, Provider, RouteRequest, TurnoutConfig, hookimpl
 from turnout.core.config import TaskType
-from turnout.core.providers import ClassifierFactory
+from turnout.core.providers import Classifier
 
 # Only the head of the last user turn is read: the instruction usually leads, and the cost stays
 # in microseconds whatever the prompt's length.
@@ -95,5 +95,5 @@ def _build(config: TurnoutConfig) -> RulesClassifier:
 
 
 @hookimpl(trylast=True)
-def turnout_classifiers() -> Iterable[Provider[ClassifierFactory]]:
+def turnout_classifiers() -> Iterable[Provider[Classifier]]:
     return [Provider("rules", _build, "declared task type, else a content heuristic")]

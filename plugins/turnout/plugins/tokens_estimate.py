@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from turnout.core import ModelConfig, Provider, RouteRequest, TokenCount, hookimpl
-from turnout.core.providers import TokenizerFactory
+from turnout.core.providers import Tokenizer
 
 ASCII_CHARS_PER_TOKEN = 4.0
 # Chat formats add a few tokens per message (role markers) and a few to prime the reply.
@@ -46,5 +46,5 @@ def _build(argument: str, model: ModelConfig) -> EstimateTokenizer:
 
 
 @hookimpl(trylast=True)
-def turnout_tokenizers() -> Iterable[Provider[TokenizerFactory]]:
+def turnout_tokenizers() -> Iterable[Provider[Tokenizer]]:
     return [Provider("estimate", _build, "character/byte-length estimate, no vocabulary")]

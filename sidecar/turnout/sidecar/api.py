@@ -5,7 +5,7 @@ at their own time (the sidecar in its lifespan, the middleware on first use)."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -93,7 +93,7 @@ async def _serve(router: Router, http: Request, kind: RequestKind) -> Response:
         return error_response(exc, {REQUEST_ID_HEADER: request_id} if request_id else None)
 
 
-async def _relay(routed: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _relay(routed: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     """The routed stream's events; a mid-stream failure ends it with one error event."""
     try:
         async for event in routed:

@@ -9,8 +9,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from turnout.core import ConfigError, LoadedConfig, Router, TurnoutError, load_config
-from turnout.core import decode_body, detect_kind, parse_request
+from turnout.core import (
+    ConfigError,
+    LoadedConfig,
+    Router,
+    TurnoutError,
+    decode_body,
+    detect_kind,
+    load_config,
+    parse_request,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
@@ -22,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ConfigError as exc:
-        print(f"turnout: invalid config:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
+        print("turnout: invalid config:\n  " + "\n  ".join(exc.problems), file=sys.stderr)
         return EXIT_INVALID
     except TurnoutError as exc:
         print(f"turnout: {exc.message}", file=sys.stderr)

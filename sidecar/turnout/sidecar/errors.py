@@ -52,7 +52,9 @@ def error_event(exc: BaseException) -> bytes:
         body = error_body(message, "upstream_error", "stream_interrupted")
     else:
         log.exception("unexpected error while streaming", exc_info=exc)
-        body = error_body("internal error in turnout; see its log", "server_error", "internal_error")
+        body = error_body(
+            "internal error in turnout; see its log", "server_error", "internal_error"
+        )
     return b"data: " + body + b"\n\n"
 
 

@@ -36,6 +36,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.plugins.tokens_estimate",
     "turnout.plugins.dispatch_openai",
     "turnout.plugins.dispatch_litellm",
+    "turnout.plugins.hardware_host",
+    "turnout.plugins.hardware_nvml",
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])

@@ -109,7 +109,9 @@ class Breaker(Protocol):
 class HardwareProbe(Protocol):
     """Reads this host's hardware; must return (with what it could not read said) and not raise."""
 
-    def probe(self) -> dict[str, Any]: ...
+    def probe(self, *, measure: bool = False) -> dict[str, Any]:
+        """``measure`` allows active tests (copy bandwidth, throughput samples) that take time."""
+        ...
 
 
 @runtime_checkable

@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--config", required=True, type=Path)
     route.add_argument("body", help="a JSON request body file, or - for standard input")
     route.set_defaults(func=_route)
+
+    profile = sub.add_parser("profile", help="probe this host's hardware (GPUs via NVML, CPU, RAM)")
+    profile.add_argument("--json", action="store_true", help="print the versioned JSON profile")
+    profile.add_argument(
+        "--measure", action="store_true", help="also measure copy bandwidth (needs torch or cupy)"
+    )
+    profile.set_defaults(func=_profile)
     return parser
 
 
@@ -97,6 +104,16 @@ def _route(args: argparse.Namespace) -> int:
     request = parse_request(detect_kind(data), data)
     decision = Router(config).decide(request)
     print(json.dumps(decision.as_dict(), indent=2))
+    return EXIT_OK
+
+
+def _profile(args: argparse.Namespace) -> int:
+    from turnout.core import create_plugin_manager
+    from turnout.core.hardware import collect_profile
+    from turnout.sidecar.profile_view import render_profile
+
+    profile = collect_profile(create_plugin_manager(), measure=args.measure)
+    print(json.dumps(profile, indent=2) if args.json else render_profile(profile))
     return EXIT_OK
 
 

@@ -47,7 +47,9 @@ def main() -> None:
         capture_output=True,
         text=True,
     )
-    out["nvidia_smi"] = dict(zip(fields.split(","), (v.strip() for v in smi.stdout.split(","))))
+    out["nvidia_smi"] = dict(
+        zip(fields.split(","), (v.strip() for v in smi.stdout.split(",")), strict=False)
+    )
     print(json.dumps(out, indent=2))
 
 

@@ -64,6 +64,14 @@ def _parser() -> argparse.ArgumentParser:
         "--measure", action="store_true", help="also measure copy bandwidth (needs torch or cupy)"
     )
     profile.set_defaults(func=_profile)
+
+    plan = sub.add_parser("plan", help="safe limits and launch commands for each model")
+    plan.add_argument("--config", required=True, type=Path)
+    plan.add_argument(
+        "--profile", type=Path, help="a `turnout profile --json` file (default: probe)"
+    )
+    plan.add_argument("--json", action="store_true")
+    plan.set_defaults(func=_plan)
     return parser
 
 
@@ -114,6 +122,21 @@ def _profile(args: argparse.Namespace) -> int:
 
     profile = collect_profile(create_plugin_manager(), measure=args.measure)
     print(json.dumps(profile, indent=2) if args.json else render_profile(profile))
+    return EXIT_OK
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from turnout.core import create_plugin_manager
+    from turnout.core.hardware import collect_profile
+    from turnout.sidecar.plan_view import plan_config, render_plan
+
+    config = _load(args.config).config
+    if args.profile is not None:
+        profile = json.loads(args.profile.read_text())
+    else:
+        profile = collect_profile(create_plugin_manager())
+    entries = plan_config(config, profile)
+    print(json.dumps(entries, indent=2) if args.json else render_plan(entries))
     return EXIT_OK
 
 

@@ -68,6 +68,8 @@ class ModelConfig(_Strict):
     api_key: SecretStr | None = None
     tokenizer: str = "estimate"
     timeout_ms: Ms | None = None
+    gpus: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
+    hardware_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
 
     @model_validator(mode="after")
     def _context_within_window(self) -> ModelConfig:
@@ -119,6 +121,8 @@ class MonitoringConfig(_Strict):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     track_context_usage: bool = True
     alert_on_vram_spike: bool = False
+    vram_alarm_percent: Annotated[float, Field(gt=0, le=100)] = 95.0
+    vram_sample_interval_ms: Ms = 5000
 
 
 class TurnoutConfig(_Strict):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from typing import Any
 
 import pluggy
 
-from turnout.core.plugins import collect_providers
+from turnout.core.plugins import ProviderRegistry, collect_providers
+from turnout.core.providers import MemorySampler
 
 PROFILE_SCHEMA_VERSION = 1
 
@@ -29,3 +32,21 @@ def collect_profile(pm: pluggy.PluginManager, *, measure: bool = False) -> dict[
         "measured": measure,
         "probes": probes,
     }
+
+
+def local_memory_sampler(registry: ProviderRegistry) -> MemorySampler | None:
+    """The first hardware probe that can sample GPU memory (built-in: ``nvml``)."""
+    for _, provider in sorted(registry.hardware_probes.items()):
+        probe = provider.factory()
+        if isinstance(probe, MemorySampler):
+            return probe
+    return None
+
+
+def fetch_remote_memory(hardware_url: str, timeout_s: float = 2.0) -> list[dict[str, Any]]:
+    """GPU memory as the sidecar on another host reports it (``GET /v1/hardware``). Blocking."""
+    url = hardware_url.rstrip("/") + "/v1/hardware"
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:
+        answer = json.load(response)
+    memory = answer.get("memory")
+    return memory if isinstance(memory, list) else []

@@ -115,6 +115,16 @@ class HardwareProbe(Protocol):
 
 
 @runtime_checkable
+class MemorySampler(Protocol):
+    """A hardware probe that can also read GPU memory cheaply, for the live VRAM watch."""
+
+    def memory_sample(self) -> list[dict[str, Any]]:
+        """Per GPU: ``index``, ``total_bytes``, ``free_bytes``, ``used_bytes``. Blocking: turnout
+        calls it in a worker thread."""
+        ...
+
+
+@runtime_checkable
 class MetricsSink(Protocol):
     """Receives every routing event and exposes what it collected."""
 

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pluggy
 
@@ -24,6 +25,7 @@ from turnout.core.errors import (
     NoEndpointAvailable,
     UpstreamError,
 )
+from turnout.core.hardware import collect_profile, fetch_remote_memory, local_memory_sampler
 from turnout.core.plugins import ProviderRegistry, collect_providers, create_plugin_manager
 from turnout.core.policy import candidate_order, default_rules
 from turnout.core.providers import (
@@ -43,6 +45,7 @@ from turnout.core.types import (
     RouteRequest,
     TokenCount,
 )
+from turnout.core.vram import VramWatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +73,32 @@ class Router:
         self.models = {m.id: m for m in config.models}
         self.tokenizers = _build_tokenizers(registry, config)
         self.dispatchers = _build_dispatchers(registry, config)
+        sampler = local_memory_sampler(registry)
+        self.memory_sampler = sampler
+        self._profile: dict[str, Any] | None = None
+        self.vram = VramWatch(
+            config,
+            local=sampler.memory_sample if sampler is not None else None,
+            remote=lambda url: asyncio.to_thread(fetch_remote_memory, url),
+        )
         self.pm.hook.turnout_configure.call_historic(kwargs={"config": config})
 
     async def start(self) -> None:
         for dispatcher in _distinct(self.dispatchers.values()):
             await dispatcher.start()
+        if self.config.monitoring.alert_on_vram_spike:
+            self.vram.start()
 
     async def close(self) -> None:
+        await self.vram.stop()
         for dispatcher in _distinct(self.dispatchers.values()):
             await dispatcher.close()
+
+    def hardware_profile(self) -> dict[str, Any]:
+        """This host's hardware profile, probed once (blocking: call it off the event loop)."""
+        if self._profile is None:
+            self._profile = collect_profile(self.pm)
+        return self._profile
 
     async def check_endpoints(self) -> dict[str, HealthReport]:
         """Probe every endpoint once (no tokens spent), concurrently."""
@@ -115,7 +135,11 @@ class Router:
         if ranked is None:
             ranked = fitting
         known = {c.endpoint for c in fitting}
-        final = tuple(c.endpoint for c in ranked if c.endpoint in known)
+        ranked = [c for c in ranked if c.endpoint in known]
+        # Degraded endpoints stay usable, behind every healthy one.
+        final = tuple(c.endpoint for c in ranked if not c.degraded) + tuple(
+            c.endpoint for c in ranked if c.degraded
+        )
         return Decision(classification, tuple(candidates), final, pinned)
 
     async def complete(self, request: RouteRequest) -> Completed:
@@ -242,7 +266,16 @@ class Router:
                 f"needs {need} tokens (prompt {count.tokens} + max_tokens "
                 f"{request.max_tokens or 1}) but the effective context is {limit}"
             )
-        return Candidate(model_id, why, count.tokens, count.tokenizer, count.exact, limit, dropped)
+        return Candidate(
+            model_id,
+            why,
+            count.tokens,
+            count.tokenizer,
+            count.exact,
+            limit,
+            dropped,
+            self.vram.degraded(model_id),
+        )
 
     def _record(
         self,

@@ -77,6 +77,7 @@ class Candidate:
     exact: bool
     context_limit: int
     dropped: str | None = None
+    degraded: str | None = None
 
     @property
     def fits(self) -> bool:
@@ -112,6 +113,7 @@ class Decision:
                     "context_limit": cand.context_limit,
                     "verdict": "fits" if cand.fits else "dropped",
                     "dropped": cand.dropped,
+                    "degraded": cand.degraded,
                 }
                 for cand in self.candidates
             ],

@@ -71,6 +71,25 @@ class NvmlProbe:
             "devices": devices,
         }
 
+    def memory_sample(self) -> list[dict[str, Any]]:
+        """Memory of every GPU: a few NVML calls (~0.1 ms each), for the live VRAM watch."""
+        nvml = self._nvml or _import_pynvml()
+        if nvml is None:
+            return []
+        try:
+            nvml.nvmlInit()
+        except nvml.NVMLError:
+            return []
+        try:
+            samples = []
+            for index in range(nvml.nvmlDeviceGetCount()):
+                memory = _Device(nvml, index)._memory()
+                if memory is not None:
+                    samples.append({"index": index, **memory})
+            return samples
+        finally:
+            nvml.nvmlShutdown()
+
 
 class _Device:
     def __init__(self, nvml: Any, index: int) -> None:

@@ -4,6 +4,7 @@ at their own time (the sidecar in its lifespan, the middleware on first use)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 
@@ -46,11 +47,19 @@ def api_routes(get_router: GetRouter, prefix: str = "/v1") -> list[Route]:
     async def route(request: Request) -> Response:
         return await _explain(await get_router(), request)
 
+    async def hardware(request: Request) -> Response:
+        router = await get_router()
+        profile = await asyncio.to_thread(router.hardware_profile)
+        sampler = router.memory_sampler
+        memory = await asyncio.to_thread(sampler.memory_sample) if sampler is not None else []
+        return JSONResponse({"profile": profile, "memory": memory})
+
     return [
         Route(f"{prefix}/chat/completions", chat, methods=["POST"]),
         Route(f"{prefix}/completions", completions, methods=["POST"]),
         Route(f"{prefix}/models", models, methods=["GET"]),
         Route(f"{prefix}/route", route, methods=["POST"]),
+        Route(f"{prefix}/hardware", hardware, methods=["GET"]),
     ]
 
 

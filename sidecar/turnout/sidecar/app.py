@@ -52,7 +52,11 @@ def create_app(
         router = holder.get("router")
         if router is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        return JSONResponse({"status": "ok", "endpoints": list(router.models)})
+        endpoints = [
+            {"id": model_id, "degraded": router.vram.degraded(model_id)}
+            for model_id in router.models
+        ]
+        return JSONResponse({"status": "ok", "endpoints": endpoints})
 
     routes = [
         *api_routes(get_router),

@@ -14,6 +14,7 @@ import pytest
 
 from turnout.core import Provider, hookimpl
 from turnout.core.hardware import PROFILE_SCHEMA_VERSION, collect_profile
+from turnout.plugins.hardware_apple import AppleProbe
 from turnout.plugins.hardware_host import HostProbe, parse_cpuinfo
 from turnout.plugins.hardware_nvml import NvmlProbe, pcie_spec_gbps
 
@@ -116,7 +117,7 @@ def test_profile_command_emits_versioned_json() -> None:
     )
     profile = json.loads(out.stdout)
     assert profile["schema_version"] == PROFILE_SCHEMA_VERSION
-    assert set(profile["probes"]) >= {"host", "nvml"}
+    assert set(profile["probes"]) >= {"host", "nvml", "apple"}
 
 
 def test_a_failing_probe_is_reported_not_raised(
@@ -137,3 +138,35 @@ def test_a_failing_probe_is_reported_not_raised(
         "available": False,
         "reason": "probe failed: OSError: sensor unplugged",
     }
+
+
+# sysctl's output format ("key: value" per line), written for this test: no Mac was at hand to
+# record one. The values are those of a 32 GB M2 Max.
+SYSCTL_M2_MAX = """machdep.cpu.brand_string: Apple M2 Max
+hw.memsize: 34359738368
+hw.physicalcpu: 12
+hw.perflevel0.physicalcpu: 8
+hw.perflevel1.physicalcpu: 4
+hw.optional.arm64: 1
+"""
+
+
+def test_apple_probe_reads_sysctl() -> None:
+    asked: list[list[str]] = []
+
+    def run(args: list[str]) -> str:
+        asked.append(args)
+        return SYSCTL_M2_MAX
+
+    result = AppleProbe(run, system="Darwin").probe()
+    assert asked[0][0] == "sysctl" and "hw.memsize" in asked[0]
+    assert result["chip"] == "Apple M2 Max" and result["apple_silicon"] is True
+    assert result["cores"] == {"total": 12, "performance": 8, "efficiency": 4}
+    assert result["unified_memory_bytes"] == 34359738368
+    assert result["gpu_working_set_bytes"] == 34359738368 * 3 // 4
+
+
+def test_apple_probe_elsewhere_says_so() -> None:
+    assert AppleProbe(system="Linux").probe() == {"available": False, "reason": "not macOS"}
+    broken = AppleProbe(lambda args: "", system="Darwin").probe()
+    assert broken == {"available": False, "reason": "sysctl did not report hw.memsize"}

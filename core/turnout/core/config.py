@@ -123,6 +123,7 @@ class MonitoringConfig(_Strict):
     alert_on_vram_spike: bool = False
     vram_alarm_percent: Annotated[float, Field(gt=0, le=100)] = 95.0
     vram_sample_interval_ms: Ms = 5000
+    profile: str | None = None
 
 
 class TurnoutConfig(_Strict):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pluggy
 
+from turnout.core.errors import ConfigError
 from turnout.core.plugins import ProviderRegistry, collect_providers
 from turnout.core.providers import MemorySampler
 
@@ -50,3 +52,15 @@ def fetch_remote_memory(hardware_url: str, timeout_s: float = 2.0) -> list[dict[
         answer = json.load(response)
     memory = answer.get("memory")
     return memory if isinstance(memory, list) else []
+
+
+def load_baselines(profile_path: str | None) -> dict[str, Any]:
+    """Per-endpoint baselines from a stored profile (``turnout profile --baseline --out``)."""
+    if profile_path is None:
+        return {}
+    try:
+        profile = json.loads(Path(profile_path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"monitoring.profile: cannot read {profile_path}: {exc}") from None
+    baselines = profile.get("baselines")
+    return baselines if isinstance(baselines, dict) else {}

@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.plugins.dispatch_openai",
     "turnout.plugins.dispatch_litellm",
     "turnout.plugins.hardware_host",
+    "turnout.plugins.hardware_apple",
     "turnout.plugins.hardware_nvml",
 )
 

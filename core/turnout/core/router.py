@@ -16,6 +16,7 @@ from typing import Any
 
 import pluggy
 
+from turnout.core.baseline import estimated_latency_s
 from turnout.core.config import OPENAI_COMPATIBLE, ROUTE_NAMES, ModelConfig, TurnoutConfig
 from turnout.core.config_source import did_you_mean
 from turnout.core.errors import (
@@ -25,7 +26,12 @@ from turnout.core.errors import (
     NoEndpointAvailable,
     UpstreamError,
 )
-from turnout.core.hardware import collect_profile, fetch_remote_memory, local_memory_sampler
+from turnout.core.hardware import (
+    collect_profile,
+    fetch_remote_memory,
+    load_baselines,
+    local_memory_sampler,
+)
 from turnout.core.plugins import ProviderRegistry, collect_providers, create_plugin_manager
 from turnout.core.policy import candidate_order, default_rules
 from turnout.core.providers import (
@@ -76,6 +82,7 @@ class Router:
         sampler = local_memory_sampler(registry)
         self.memory_sampler = sampler
         self._profile: dict[str, Any] | None = None
+        self.baselines = load_baselines(config.monitoring.profile)
         self.vram = VramWatch(
             config,
             local=sampler.memory_sample if sampler is not None else None,
@@ -136,10 +143,15 @@ class Router:
             ranked = fitting
         known = {c.endpoint for c in fitting}
         ranked = [c for c in ranked if c.endpoint in known]
-        # Degraded endpoints stay usable, behind every healthy one.
-        final = tuple(c.endpoint for c in ranked if not c.degraded) + tuple(
-            c.endpoint for c in ranked if c.degraded
-        )
+        target = classification.latency_target_ms
+
+        def standing(c: Candidate) -> tuple[bool, bool]:
+            # Degraded endpoints stay usable behind healthy ones; so do those whose measured
+            # baseline says they would miss the caller's latency target.
+            late = target is not None and (c.estimated_latency_ms or 0) > target
+            return (c.degraded is not None, late)
+
+        final = tuple(c.endpoint for c in sorted(ranked, key=standing))
         return Decision(classification, tuple(candidates), final, pinned)
 
     async def complete(self, request: RouteRequest) -> Completed:
@@ -266,6 +278,10 @@ class Router:
                 f"needs {need} tokens (prompt {count.tokens} + max_tokens "
                 f"{request.max_tokens or 1}) but the effective context is {limit}"
             )
+        estimate = None
+        if model_id in self.baselines:
+            seconds = estimated_latency_s(self.baselines[model_id], request.max_tokens or 256)
+            estimate = round(seconds * 1000, 1) if seconds is not None else None
         return Candidate(
             model_id,
             why,
@@ -274,7 +290,8 @@ class Router:
             count.exact,
             limit,
             dropped,
-            self.vram.degraded(model_id),
+            degraded=self.vram.degraded(model_id),
+            estimated_latency_ms=estimate,
         )
 
     def _record(

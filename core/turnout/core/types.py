@@ -78,6 +78,7 @@ class Candidate:
     context_limit: int
     dropped: str | None = None
     degraded: str | None = None
+    estimated_latency_ms: float | None = None
 
     @property
     def fits(self) -> bool:
@@ -114,6 +115,7 @@ class Decision:
                     "verdict": "fits" if cand.fits else "dropped",
                     "dropped": cand.dropped,
                     "degraded": cand.degraded,
+                    "estimated_latency_ms": cand.estimated_latency_ms,
                 }
                 for cand in self.candidates
             ],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sys
@@ -13,6 +14,7 @@ from turnout.core import (
     ConfigError,
     LoadedConfig,
     Router,
+    TurnoutConfig,
     TurnoutError,
     decode_body,
     detect_kind,
@@ -63,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
     profile.add_argument(
         "--measure", action="store_true", help="also measure copy bandwidth (needs torch or cupy)"
     )
+    profile.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also measure each configured endpoint (needs --config): TTFT, tokens/s at c=1, 16",
+    )
+    profile.add_argument("--config", type=Path, help="router.config.yaml, for --baseline")
+    profile.add_argument("--out", type=Path, help="also write the JSON profile to this file")
     profile.set_defaults(func=_profile)
 
     plan = sub.add_parser("plan", help="safe limits and launch commands for each model")
@@ -121,8 +130,26 @@ def _profile(args: argparse.Namespace) -> int:
     from turnout.sidecar.profile_view import render_profile
 
     profile = collect_profile(create_plugin_manager(), measure=args.measure)
+    if args.baseline:
+        if args.config is None:
+            print("turnout: --baseline needs --config", file=sys.stderr)
+            return EXIT_INVALID
+        profile["baselines"] = asyncio.run(_baselines(_load(args.config).config))
+    if args.out is not None:
+        args.out.write_text(json.dumps(profile, indent=2))
     print(json.dumps(profile, indent=2) if args.json else render_profile(profile))
     return EXIT_OK
+
+
+async def _baselines(config: TurnoutConfig) -> dict[str, object]:
+    from turnout.core.baseline import measure_baselines
+
+    router = Router(config)
+    await router.start()
+    try:
+        return await measure_baselines(router)
+    finally:
+        await router.close()
 
 
 def _plan(args: argparse.Namespace) -> int:

@@ -25,9 +25,28 @@ def render_profile(profile: dict[str, Any]) -> str:
         lines.append(f"gpu    none: {gpus.get('reason')}")
     for device in (gpus or {}).get("devices", []):
         lines.extend(_gpu_lines(device))
+    apple = probes.get("apple") or {}
+    if apple.get("available"):
+        cores = apple["cores"]
+        lines.append(
+            f"apple  {apple['chip']}: {cores['performance']}P+{cores['efficiency']}E cores; "
+            f"unified memory {apple['memory_bytes'] / GIB:.0f} GiB, GPU working set about "
+            f"{(apple['gpu_working_set_bytes'] or 0) / GIB:.0f} GiB"
+        )
     for name, answer in probes.items():
-        if name not in ("host", "nvml"):
+        if name not in ("host", "nvml", "apple"):
             lines.append(f"{name}: {answer}")
+    for endpoint, levels in (profile.get("baselines") or {}).items():
+        for level in levels.values():
+            if "ttft_s" not in level:
+                lines.append(f"{endpoint:>6} c={level['concurrency']}: failed {level['errors']}")
+                continue
+            lines.append(
+                f"{endpoint} c={level['concurrency']}: TTFT p50 "
+                f"{level['ttft_s']['p50'] * 1000:.0f} ms, decode "
+                f"{level['decode_tokens_per_s']} tok/s per request, "
+                f"{level['output_tokens_per_s']} tok/s out in all"
+            )
     return "\n".join(lines)
 
 

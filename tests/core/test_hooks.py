@@ -68,7 +68,7 @@ def test_hook_turnout_classifiers(
 
     register_plugin(Plugin())
     router = Router(three_models(classifier="everything"), plugin_manager=turnout_plugin_manager)
-    decision = router.decide(chat())
+    decision = asyncio.run(router.decide(chat()))
     assert decision.classification.task_type == "extraction"
     assert decision.order[0] == "c"
     assert decision.candidates[0].why == "preferred by the classifier"
@@ -78,11 +78,13 @@ def test_hook_turnout_tokenizers(
     turnout_plugin_manager: pluggy.PluginManager, register_plugin: Callable[..., Any]
 ) -> None:
     class Words:
+        exact = True
+
         def __init__(self, argument: str) -> None:
             self.name = f"words:{argument}"
             self.weight = int(argument)
 
-        def count(self, request: RouteRequest) -> TokenCount:
+        async def count(self, request: RouteRequest) -> TokenCount:
             return TokenCount(len(request.text.split()) * self.weight, self.name, exact=True)
 
     class Plugin:
@@ -91,30 +93,39 @@ def test_hook_turnout_tokenizers(
             return [Provider("words", lambda argument, model: Words(argument))]
 
     register_plugin(Plugin())
-    config = make_config(
-        [
-            {
-                "id": "heavy",
-                "api_base": "http://127.0.0.1:9/v1",
-                "tokenizer": "words:100",
-                "max_model_len": 1000,
-            },
-            {
-                "id": "light",
-                "api_base": "http://127.0.0.1:9/v1",
-                "tokenizer": "words:1",
-                "max_model_len": 1000,
-            },
-        ],
-        routing={"default": "heavy"},
-    )
-    decision = Router(config, plugin_manager=turnout_plugin_manager).decide(chat("one two three"))
+
+    def models(limit: int) -> TurnoutConfig:
+        return make_config(
+            [
+                {
+                    "id": "heavy",
+                    "api_base": "http://127.0.0.1:9/v1",
+                    "tokenizer": "words:100",
+                    "max_model_len": limit,
+                },
+                {
+                    "id": "light",
+                    "api_base": "http://127.0.0.1:9/v1",
+                    "tokenizer": "words:1",
+                    "max_model_len": limit,
+                },
+            ],
+            routing={"default": "heavy"},
+        )
+
+    # "one two three" is estimated at 11 tokens. With a window of 14 that is near the limit, so
+    # each model's own tokenizer counts: 300 for heavy (dropped), 3 for light.
+    near = Router(models(14), plugin_manager=turnout_plugin_manager)
+    decision = asyncio.run(near.decide(chat("one two three", max_tokens=1)))
     by_id = {c.endpoint: c for c in decision.candidates}
     assert (by_id["heavy"].prompt_tokens, by_id["light"].prompt_tokens) == (300, 3)
     assert by_id["heavy"].tokenizer == "words:100" and by_id["heavy"].exact
+    assert decision.order == ("light",)
+    # Far below a 4,096 window the estimate settles it and no tokenizer runs.
+    far = Router(models(4096), plugin_manager=turnout_plugin_manager)
+    decision = asyncio.run(far.decide(chat("one two three", max_tokens=1)))
+    assert {(c.tokenizer, c.exact) for c in decision.candidates} == {("estimate", False)}
     assert decision.order == ("heavy", "light")
-    decision = Router(config, plugin_manager=turnout_plugin_manager).decide(chat("w " * 12))
-    assert decision.order == ("light",), "1,200 tokens in heavy's tokenizer do not fit its 1,000"
 
 
 def test_hook_turnout_dispatchers(
@@ -135,6 +146,9 @@ def test_hook_turnout_dispatchers(
 
         async def check_health(self, model: ModelConfig) -> HealthReport:
             return HealthReport(True, "in process", 0.0)
+
+        async def context_limit(self, model: ModelConfig) -> int | None:
+            return None
 
     class Plugin:
         @hookimpl
@@ -193,7 +207,9 @@ def test_hook_turnout_rank_endpoints(
             return list(reversed(candidates))[:2]
 
     register_plugin(Reverse())
-    decision = Router(three_models(), plugin_manager=turnout_plugin_manager).decide(chat())
+    decision = asyncio.run(
+        Router(three_models(), plugin_manager=turnout_plugin_manager).decide(chat())
+    )
     assert seen == [["a", "b", "c"]]
     assert decision.order == ("c", "b")
 
@@ -316,7 +332,7 @@ def test_example_package_switches_classifier_by_config_alone(
 
     pm = create_plugin_manager(load_entry_points=True)
     config = three_models(classifier="by-length")
-    decision = Router(config, plugin_manager=pm).decide(chat("x" * 2500))
+    decision = asyncio.run(Router(config, plugin_manager=pm).decide(chat("x" * 2500)))
     assert decision.classification.task_type == "reasoning"
     assert decision.classification.reason == "prompt is over 2000 characters"
 

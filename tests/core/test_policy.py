@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -9,8 +10,8 @@ import pytest
 
 from turnout.core import InvalidRequest, Router, load_config, parse_request
 from turnout.core.testing import make_config
+from turnout.core.tokens import estimate_text_tokens
 from turnout.plugins.rules import RulesClassifier
-from turnout.plugins.tokens_estimate import estimate_text_tokens
 
 SEED = Path(__file__).resolve().parents[2] / "examples" / "seed.config.yaml"
 
@@ -39,11 +40,13 @@ def seed_router() -> Router:
 def test_seed_decision_matrix(
     seed_router: Router, text: str, extra: dict[str, Any], first: str
 ) -> None:
-    assert seed_router.decide(chat(text, **extra)).order[0] == first
+    assert asyncio.run(seed_router.decide(chat(text, **extra))).order[0] == first
 
 
 def test_fallback_never_repeats_an_endpoint(seed_router: Router) -> None:
-    order = seed_router.decide(chat("x", max_tokens=3000, turnout={"task_type": "code"})).order
+    order = asyncio.run(
+        seed_router.decide(chat("x", max_tokens=3000, turnout={"task_type": "code"}))
+    ).order
     assert order == ("qwen-coder-32b", "llama-scout-17b", "phi-medium-14b")
 
 
@@ -51,7 +54,7 @@ def test_pinned_model_leads_then_falls_back(seed_router: Router) -> None:
     request = parse_request(
         "chat", {"model": "phi-medium-14b", "messages": [{"role": "user", "content": "x"}]}
     )
-    decision = seed_router.decide(request)
+    decision = asyncio.run(seed_router.decide(request))
     assert decision.pinned == "phi-medium-14b"
     assert decision.order[0] == "phi-medium-14b" and len(decision.order) == 3
 
@@ -61,7 +64,7 @@ def test_rules_as_data_override_the_matrix() -> None:
         [{"id": "a"}, {"id": "b"}],
         routing={"default": "a", "rules": [{"task_type": "extraction", "route": "b"}]},
     )
-    decision = Router(config).decide(chat("Extract the names as JSON"))
+    decision = asyncio.run(Router(config).decide(chat("Extract the names as JSON")))
     assert decision.classification.task_type == "extraction"
     assert decision.order[0] == "b" and decision.candidates[0].why.startswith("rule 0")
 

@@ -72,16 +72,18 @@ def test_baseline_through_the_cli_then_routing_by_latency_target(
             "turnout": hints,
             "messages": [{"role": "user", "content": "hi"}],
         }
-        return router.decide(parse_request("chat", body)).order
+        return asyncio.run(router.decide(parse_request("chat", body))).order
 
     assert order() == ("slow", "quick"), "no target: the policy's order"
     assert order(latency_target_ms=1000) == ("quick", "slow"), "slow would take ~2 s for 64 tokens"
     slow_estimate = estimated_latency_s(baselines["slow"], 64)
     assert slow_estimate is not None and slow_estimate > 1.0
-    decision = router.decide(
-        parse_request(
-            "chat",
-            {"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": "x"}]},
+    decision = asyncio.run(
+        router.decide(
+            parse_request(
+                "chat",
+                {"model": "auto", "max_tokens": 64, "messages": [{"role": "user", "content": "x"}]},
+            )
         )
     )
     assert decision.candidates[0].estimated_latency_ms == round(slow_estimate * 1000, 1)

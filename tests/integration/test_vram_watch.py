@@ -66,9 +66,9 @@ def test_gpu_over_the_alarm_goes_behind_healthy_endpoints(
     recorded_gpu_pm: pluggy.PluginManager,
 ) -> None:
     router = Router(config_with(20, gpus=[0]), plugin_manager=recorded_gpu_pm)
-    assert router.decide(chat()).order == ("on-gpu", "elsewhere")
+    assert asyncio.run(router.decide(chat())).order == ("on-gpu", "elsewhere")
     asyncio.run(router.vram.sample_once())
-    decision = router.decide(chat())
+    decision = asyncio.run(router.decide(chat()))
     assert decision.order == ("elsewhere", "on-gpu"), "degraded, not dropped"
     (gpu_candidate,) = [c for c in decision.candidates if c.endpoint == "on-gpu"]
     assert gpu_candidate.degraded == "GPU 0 memory 28% used (alarm at 20%)"
@@ -78,7 +78,7 @@ def test_gpu_under_the_alarm_is_not_degraded(recorded_gpu_pm: pluggy.PluginManag
     router = Router(config_with(95, gpus=[0]), plugin_manager=recorded_gpu_pm)
     asyncio.run(router.vram.sample_once())
     assert router.vram.degraded("on-gpu") is None
-    assert router.decide(chat()).order[0] == "on-gpu"
+    assert asyncio.run(router.decide(chat())).order[0] == "on-gpu"
 
 
 def test_preallocating_engines_are_not_watched() -> None:

@@ -41,7 +41,8 @@ from turnout.core.providers import (
     UpstreamStream,
 )
 from turnout.core.requests import decode_body, detect_kind, parse_request
-from turnout.core.router import Completed, RoutedStream, Router
+from turnout.core.router import Completed, Router
+from turnout.core.streaming import RoutedStream
 from turnout.core.types import (
     Attempt,
     Candidate,

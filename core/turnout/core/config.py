@@ -107,6 +107,7 @@ class RoutingConfig(_Strict):
     health_check_interval_ms: Ms = 5000
     timeout_ms: Ms = 15000
     connect_timeout_ms: Ms = 2000
+    estimate_margin: Annotated[float, Field(ge=0, lt=1)] = 0.25
     classifier: str = "rules"
     rules: list[RuleConfig] | None = None
 

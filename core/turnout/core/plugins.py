@@ -34,6 +34,9 @@ AUTOLOAD_OFF_ENV = "TURNOUT_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.plugins.rules",
     "turnout.plugins.tokens_estimate",
+    "turnout.plugins.tokens_tiktoken",
+    "turnout.plugins.tokens_hf",
+    "turnout.plugins.tokens_backend",
     "turnout.plugins.dispatch_openai",
     "turnout.plugins.dispatch_litellm",
     "turnout.plugins.hardware_host",

@@ -128,4 +128,32 @@ def candidate_order(
         add(model_id, "routing.fallback_order")
     for m in config.models:
         add(m.id, "last resort")
-    return list(order.items())
+    return _share_tokenizer_first(config, list(order.items()))
+
+
+# Groups whose members stand equal: the config expresses no preference among them.
+_EQUAL_STANDING = ("serves ", "last resort")
+
+
+def _share_tokenizer_first(
+    config: TurnoutConfig, order: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Within a group of equal standing, models sharing the first choice's tokenizer go first:
+    their count is the one already made, and it is exact for them too."""
+    if not order:
+        return order
+    spec = {m.id: m.tokenizer for m in config.models}
+    lead = spec[order[0][0]]
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(order):
+        why = order[i][1]
+        j = i
+        while j < len(order) and order[j][1] == why:
+            j += 1
+        group = order[i:j]
+        if why.startswith(_EQUAL_STANDING):
+            group.sort(key=lambda item: spec[item[0]] != lead)
+        out.extend(group)
+        i = j
+    return out

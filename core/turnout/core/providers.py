@@ -36,11 +36,17 @@ class Classifier(Protocol):
 
 @runtime_checkable
 class Tokenizer(Protocol):
-    """Counts a request's prompt tokens as one model will see them."""
+    """Counts a request's prompt tokens as one model will see them.
+
+    ``exact`` False marks an estimator: turnout then uses its own calibrated estimate. ``count``
+    is async because some tokenizers ask the backend; local ones should run large prompts off the
+    event loop (``turnout.core.tokens.off_loop_if_large``).
+    """
 
     name: str
+    exact: bool
 
-    def count(self, request: RouteRequest) -> TokenCount: ...
+    async def count(self, request: RouteRequest) -> TokenCount: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +95,10 @@ class Dispatcher(Protocol):
     async def open_stream(self, model: ModelConfig, request: RouteRequest) -> UpstreamStream: ...
 
     async def check_health(self, model: ModelConfig) -> HealthReport: ...
+
+    async def context_limit(self, model: ModelConfig) -> int | None:
+        """The context the backend itself enforces (vLLM's ``max_model_len``), or None."""
+        ...
 
 
 @runtime_checkable

@@ -93,6 +93,7 @@ class Decision:
     candidates: tuple[Candidate, ...]
     order: tuple[str, ...]
     pinned: str | None = None
+    prompt_estimate: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         c = self.classification
@@ -104,6 +105,7 @@ class Decision:
                 "reason": c.reason,
             },
             "pinned": self.pinned,
+            "prompt_estimate": self.prompt_estimate,
             "candidates": [
                 {
                     "endpoint": cand.endpoint,
@@ -151,3 +153,17 @@ class RouteEvent:
     max_tokens: int | None = None
     attempts: tuple[Attempt, ...] = ()
     error: str | None = None
+
+    @property
+    def context_used(self) -> int | None:
+        """Tokens the request really occupied: prompt plus what was generated."""
+        if self.prompt_tokens is None or self.completion_tokens is None:
+            return None
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def context_requested(self) -> int | None:
+        """Tokens the request reserved: prompt plus max_tokens."""
+        if self.prompt_tokens is None or self.max_tokens is None:
+            return None
+        return self.prompt_tokens + self.max_tokens

@@ -101,6 +101,9 @@ class LiteLLMDispatcher:
         # quota; they are judged by the outcome of real requests instead.
         return HealthReport(True, "not probed (litellm provider)", 0.0)
 
+    async def context_limit(self, model: ModelConfig) -> int | None:
+        return None
+
     async def _call(
         self, litellm: Any, model: ModelConfig, request: RouteRequest, *, stream: bool
     ) -> Any:

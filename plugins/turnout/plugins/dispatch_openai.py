@@ -113,6 +113,22 @@ class OpenAIDispatcher:
             healthy, detail = False, _transport_error(model.id, exc).reason
         return HealthReport(healthy, detail, time.perf_counter() - started)
 
+    async def context_limit(self, model: ModelConfig) -> int | None:
+        """vLLM lists each model's ``max_model_len`` under /v1/models."""
+        timeout = aiohttp.ClientTimeout(total=self._connect_s() + 1.0, connect=self._connect_s())
+        try:
+            async with self.session.get(
+                f"{_base(model)}/models", headers=_auth(model), timeout=timeout
+            ) as r:
+                listing = await r.json(content_type=None) if r.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return None
+        for entry in (listing or {}).get("data") or []:
+            if isinstance(entry, dict) and entry.get("id") == model.upstream_model:
+                limit = entry.get("max_model_len")
+                return limit if isinstance(limit, int) and limit > 0 else None
+        return None
+
     def _prepare(
         self, model: ModelConfig, request: RouteRequest, *, stream: bool
     ) -> tuple[str, bytes, dict[str, str]]:

@@ -115,7 +115,7 @@ async def _explain(router: Router, http: Request) -> Response:
     try:
         data = decode_body(await http.body())
         request = parse_request(detect_kind(data), data, http.headers)
-        decision = router.decide(request)
+        decision = await router.decide(request)
     except Exception as exc:
         return error_response(exc)
     return JSONResponse({"request_id": request.request_id, **decision.as_dict()})

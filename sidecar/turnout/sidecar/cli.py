@@ -14,6 +14,8 @@ from turnout.core import (
     ConfigError,
     LoadedConfig,
     Router,
+    RouteRequest,
+    TokenCount,
     TurnoutConfig,
     TurnoutError,
     decode_body,
@@ -59,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--config", required=True, type=Path)
     route.add_argument("body", help="a JSON request body file, or - for standard input")
     route.set_defaults(func=_route)
+
+    tokens = sub.add_parser("tokens", help="count a prompt in every configured model's tokenizer")
+    tokens.add_argument("--config", required=True, type=Path)
+    tokens.add_argument("prompt", help="a text file or an OpenAI JSON body; - for standard input")
+    tokens.add_argument("--json", action="store_true")
+    tokens.set_defaults(func=_tokens)
 
     profile = sub.add_parser("profile", help="probe this host's hardware (GPUs via NVML, CPU, RAM)")
     profile.add_argument("--json", action="store_true", help="print the versioned JSON profile")
@@ -119,9 +127,51 @@ def _route(args: argparse.Namespace) -> int:
     raw = sys.stdin.buffer.read() if args.body == "-" else Path(args.body).read_bytes()
     data = decode_body(raw)
     request = parse_request(detect_kind(data), data)
-    decision = Router(config).decide(request)
+    decision = asyncio.run(Router(config).decide(request))
     print(json.dumps(decision.as_dict(), indent=2))
     return EXIT_OK
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from turnout.core.tokens import estimate_request_tokens
+
+    config = _load(args.config).config
+    raw = sys.stdin.buffer.read() if args.prompt == "-" else Path(args.prompt).read_bytes()
+    try:
+        data = decode_body(raw)
+        request = parse_request(detect_kind(data), data)
+    except TurnoutError:
+        text = raw.decode("utf-8", "replace")
+        request = parse_request("completion", {"model": "auto", "prompt": text})
+    router = Router(config)
+    counts = asyncio.run(_count_all(router, request))
+    rows = [
+        {
+            "model": model_id,
+            "tokenizer": c.tokenizer,
+            "tokens": c.tokens,
+            "exact": c.exact,
+            "effective_context": router.limits[model_id],
+        }
+        for model_id, c in counts.items()
+    ]
+    if args.json:
+        print(json.dumps({"estimate": estimate_request_tokens(request), "models": rows}, indent=2))
+        return EXIT_OK
+    print(f"{'model':<24} {'tokens':>8}  {'exact':<5}  {'context':>8}  tokenizer")
+    for row in rows:
+        print(
+            f"{row['model']:<24} {row['tokens']:>8}  {str(row['exact']).lower():<5}  "
+            f"{row['effective_context']:>8}  {row['tokenizer']}"
+        )
+    return EXIT_OK
+
+
+async def _count_all(router: Router, request: RouteRequest) -> dict[str, TokenCount]:
+    return {
+        model_id: await tokenizer.count(request)
+        for model_id, tokenizer in router.tokenizers.items()
+    }
 
 
 def _profile(args: argparse.Namespace) -> int:

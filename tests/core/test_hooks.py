@@ -22,6 +22,7 @@ from turnout.core import (
     RouteEvent,
     Router,
     RouteRequest,
+    Timeouts,
     TokenCount,
     TurnoutConfig,
     UpstreamReply,
@@ -137,11 +138,15 @@ def test_hook_turnout_dispatchers(
         async def start(self) -> None: ...
         async def close(self) -> None: ...
 
-        async def send(self, model: ModelConfig, request: RouteRequest) -> UpstreamReply:
+        async def send(
+            self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+        ) -> UpstreamReply:
             sent.append(model.id)
             return UpstreamReply(200, b'{"choices": []}', "application/json", {"prompt_tokens": 2})
 
-        async def open_stream(self, model: ModelConfig, request: RouteRequest) -> Any:
+        async def open_stream(
+            self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+        ) -> Any:
             raise NotImplementedError
 
         async def check_health(self, model: ModelConfig) -> HealthReport:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import time
+import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -19,18 +22,15 @@ def chain(
     """A preferred upstream (set to fail in some way) and a healthy next one."""
 
     def build(mode: str, timeout_ms: int = 15000) -> tuple[FakeUpstream, FakeUpstream, Any]:
+        """``timeout_ms`` is each attempt's limit; the request's deadline stays 15 s."""
         first = openai_upstream("first", mode=mode, hang_s=3.0)
         second = openai_upstream("second")
         config = make_config(
             [
-                {"id": "first", "api_base": first.api_base},
-                {"id": "second", "api_base": second.api_base},
+                {"id": "first", "api_base": first.api_base, "timeout_ms": timeout_ms},
+                {"id": "second", "api_base": second.api_base, "timeout_ms": timeout_ms},
             ],
-            routing={
-                "default": "first",
-                "fallback_order": ["first", "second"],
-                "timeout_ms": timeout_ms,
-            },
+            routing={"default": "first", "fallback_order": ["first", "second"]},
         )
         client = openai.OpenAI(
             base_url=serve_sidecar(config).url + "/v1", api_key="k", max_retries=0
@@ -72,7 +72,29 @@ def test_failure_before_first_byte_falls_back_once(
     assert second.hits == 1
 
 
-def test_connection_refused_falls_back(
+def test_endpoint_that_died_between_health_checks_falls_back(
+    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+) -> None:
+    dying, second = openai_upstream("dying"), openai_upstream("second")
+    config = make_config(
+        [
+            {"id": "dying", "api_base": dying.api_base},
+            {"id": "second", "api_base": second.api_base},
+        ],
+        routing={"default": "dying", "health_check_interval_ms": 3_600_000},
+    )
+    served = serve_sidecar(config)
+    wait_until_checked(served.url)
+    dying.server.stop()
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key="k", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(
+        model="dying", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert raw.headers["x-turnout-endpoint"] == "second"
+    assert raw.headers["x-turnout-attempts"] == "dying=connection_refused"
+
+
+def test_endpoint_found_dead_by_health_check_is_not_tried(
     openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
 ) -> None:
     second = openai_upstream("second")
@@ -83,12 +105,24 @@ def test_connection_refused_falls_back(
         ],
         routing={"default": "dead"},
     )
-    client = openai.OpenAI(base_url=serve_sidecar(config).url + "/v1", api_key="k", max_retries=0)
+    served = serve_sidecar(config)
+    wait_until_checked(served.url)
+    client = openai.OpenAI(base_url=served.url + "/v1", api_key="k", max_retries=0)
     raw = client.chat.completions.with_raw_response.create(
         model="dead", messages=[{"role": "user", "content": "hi"}]
     )
     assert raw.headers["x-turnout-endpoint"] == "second"
-    assert raw.headers["x-turnout-attempts"] == "dead=connection_refused"
+    assert raw.headers["x-turnout-fallbacks"] == "0", "not tried: the health check ruled it out"
+
+
+def wait_until_checked(url: str) -> dict[str, Any]:
+    for _ in range(200):
+        with urllib.request.urlopen(url + "/health", timeout=5) as response:
+            health = json.load(response)
+        if all(e["health"]["status"] != "unknown" for e in health["endpoints"]):
+            return health  # type: ignore[no-any-return]
+        time.sleep(0.02)
+    raise AssertionError("health checks did not run")
 
 
 def test_client_error_from_backend_is_not_retried(chain: Callable[..., Any]) -> None:

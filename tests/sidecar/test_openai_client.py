@@ -190,5 +190,5 @@ def test_all_endpoints_down_is_503(
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503
-    assert "a: connection_refused" in info.value.message
-    assert "b: connection_refused" in info.value.message
+    assert "a: unhealthy: connection refused" in info.value.message
+    assert "b: unhealthy: connection refused" in info.value.message

@@ -14,6 +14,7 @@ from turnout.core.config import (
     parse_config,
 )
 from turnout.core.errors import (
+    BreakerOpen,
     ConfigError,
     ContextLengthExceeded,
     DeadlineExceeded,
@@ -36,6 +37,7 @@ from turnout.core.providers import (
     HealthReport,
     MetricsSink,
     Provider,
+    Timeouts,
     Tokenizer,
     UpstreamReply,
     UpstreamStream,
@@ -57,6 +59,7 @@ from turnout.core.types import (
 __all__ = [
     "Attempt",
     "Breaker",
+    "BreakerOpen",
     "Candidate",
     "Classification",
     "Classifier",
@@ -83,6 +86,7 @@ __all__ = [
     "RoutedStream",
     "Router",
     "RoutingHints",
+    "Timeouts",
     "TokenCount",
     "Tokenizer",
     "TurnoutConfig",

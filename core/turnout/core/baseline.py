@@ -41,7 +41,8 @@ def baseline_request(model_id: str, *, prompt_words: int, max_tokens: int) -> Ro
 async def _one(router: Router, model_id: str, request: RouteRequest) -> dict[str, float]:
     model = router.models[model_id]
     started = time.perf_counter()
-    stream = await router.dispatchers[model_id].open_stream(model, request)
+    timeouts = router.runner.timeouts(model_id)
+    stream = await router.dispatchers[model_id].open_stream(model, request, timeouts)
     first: float | None = None
     events = 0
     try:

@@ -68,6 +68,10 @@ class ModelConfig(_Strict):
     api_key: SecretStr | None = None
     tokenizer: str = "estimate"
     timeout_ms: Ms | None = None
+    connect_timeout_ms: Ms | None = None
+    first_byte_timeout_ms: Ms | None = None
+    max_concurrency: PositiveInt | None = None
+    queue_size: Annotated[int, Field(ge=0, strict=True)] | None = None
     gpus: list[Annotated[int, Field(ge=0)]] = Field(default_factory=list)
     hardware_url: Annotated[str, Field(pattern=r"^https?://[^\s]+$")] | None = None
 
@@ -107,6 +111,9 @@ class RoutingConfig(_Strict):
     health_check_interval_ms: Ms = 5000
     timeout_ms: Ms = 15000
     connect_timeout_ms: Ms = 2000
+    retries: Annotated[int, Field(ge=0, le=5, strict=True)] = 0
+    retry_backoff_ms: Ms = 50
+    queue_size: Annotated[int, Field(ge=0, strict=True)] = 256
     estimate_margin: Annotated[float, Field(ge=0, lt=1)] = 0.25
     classifier: str = "rules"
     rules: list[RuleConfig] | None = None
@@ -115,6 +122,10 @@ class RoutingConfig(_Strict):
 class CircuitBreakerConfig(_Strict):
     failure_threshold: PositiveInt = 5
     recovery_timeout_ms: Ms = 30000
+    success_threshold: PositiveInt = 1
+    half_open_max_calls: PositiveInt = 1
+    provider: str = "pybreaker"
+    storage: Annotated[str, Field(pattern=r"^(memory|rediss?://\S+)$")] = "memory"
 
 
 class MonitoringConfig(_Strict):

@@ -7,6 +7,8 @@ own tokenizer count exactly, once per distinct tokenizer. Nothing is sent anywhe
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import pluggy
 
 from turnout.core.baseline import estimated_latency_s
@@ -17,7 +19,16 @@ from turnout.core.policy import candidate_order
 from turnout.core.providers import Classifier, Tokenizer
 from turnout.core.tokens import Calibration, estimate_request_tokens
 from turnout.core.types import Candidate, Decision, RouteRequest, TokenCount
-from turnout.core.vram import VramWatch
+
+
+class Gates(Protocol):
+    """What the router knows about endpoints beyond the request: why one is out of the running,
+    or why it should go behind the others."""
+
+    def unroutable(self, endpoint: str) -> str | None: ...
+
+    def behind(self, endpoint: str) -> str | None: ...
+
 
 ESTIMATE = "estimate"
 REPLY_TOKENS_FOR_LATENCY = 256
@@ -34,7 +45,7 @@ class Decider:
         tokenizers: dict[str, Tokenizer],
         limits: dict[str, int],
         calibration: Calibration,
-        vram: VramWatch,
+        gates: Gates,
         baselines: dict[str, object],
     ) -> None:
         self.config = config
@@ -44,7 +55,7 @@ class Decider:
         self.tokenizers = tokenizers
         self.limits = limits
         self.calibration = calibration
-        self.vram = vram
+        self.gates = gates
         self.baselines = baselines
         self.margin = config.routing.estimate_margin
 
@@ -98,8 +109,8 @@ class Decider:
                 exact[key] = await tokenizer.count(request)
             count = exact[key]
             self.calibration.observe(model_id, raw, count.tokens)
-        dropped = None
-        if count.tokens + reply > limit:
+        dropped = self.gates.unroutable(model_id)
+        if dropped is None and count.tokens + reply > limit:
             how = "exact" if count.exact else "estimated"
             dropped = (
                 f"needs {count.tokens + reply} tokens (prompt {count.tokens} {how} + max_tokens "
@@ -113,7 +124,7 @@ class Decider:
             count.exact,
             limit,
             dropped,
-            degraded=self.vram.degraded(model_id),
+            degraded=self.gates.behind(model_id),
             estimated_latency_ms=self._latency_ms(model_id, request),
         )
 

@@ -127,6 +127,13 @@ class UpstreamError(TurnoutError):
         self.status = status if (status is not None and not retryable) else 502
 
 
+class BreakerOpen(TurnoutError):
+    """An endpoint's circuit breaker refused the call: fail fast, try the next candidate."""
+
+    error_type = "upstream_error"
+    code = "breaker_open"
+
+
 def upstream_status_error(
     endpoint: str, status: int, body: bytes, retry_after: str | None = None
 ) -> UpstreamError:

@@ -8,6 +8,7 @@ it built directly, so per-request async work never goes through a pluggy call.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
@@ -71,6 +72,19 @@ class UpstreamStream(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Timeouts:
+    """One attempt's limits in seconds, already cut to what is left of the request's deadline.
+
+    ``total`` bounds a whole non-streamed answer; ``first_byte`` bounds the wait for a stream's
+    first event and every gap after it.
+    """
+
+    connect: float
+    first_byte: float
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
 class HealthReport:
     healthy: bool
     detail: str
@@ -90,9 +104,13 @@ class Dispatcher(Protocol):
 
     async def close(self) -> None: ...
 
-    async def send(self, model: ModelConfig, request: RouteRequest) -> UpstreamReply: ...
+    async def send(
+        self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+    ) -> UpstreamReply: ...
 
-    async def open_stream(self, model: ModelConfig, request: RouteRequest) -> UpstreamStream: ...
+    async def open_stream(
+        self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+    ) -> UpstreamStream: ...
 
     async def check_health(self, model: ModelConfig) -> HealthReport: ...
 
@@ -101,18 +119,36 @@ class Dispatcher(Protocol):
         ...
 
 
+BreakerState = str  # "closed", "open" or "half-open"
+StateListener = Callable[[str, BreakerState], None]
+
+
 @runtime_checkable
 class Breaker(Protocol):
-    """A circuit breaker for one endpoint."""
+    """A circuit breaker for one endpoint.
+
+    ``guard()`` wraps one attempt (an ``await`` inside a ``with``): it raises
+    :class:`turnout.core.errors.BreakerOpen` without calling when the breaker is open (or its
+    half-open trials are taken), counts an exception from the attempt as a failure unless it is
+    the request's fault, an overload or a cancellation, and a clean exit as a success.
+    """
 
     @property
-    def state(self) -> str: ...
+    def state(self) -> BreakerState: ...
 
-    def allows(self) -> bool: ...
+    def allows(self) -> bool:
+        """Whether ``guard()`` would let a call through now; no side effects."""
+        ...
 
-    def record_success(self) -> None: ...
+    def guard(self) -> AbstractContextManager[None]: ...
 
-    def record_failure(self) -> None: ...
+    def apply(self, state: BreakerState) -> None:
+        """Adopt a state decided elsewhere (another replica); does not notify listeners."""
+        ...
+
+    def on_change(self, listener: StateListener) -> None:
+        """Call ``listener(endpoint, new_state)`` on every local transition."""
+        ...
 
 
 @runtime_checkable

@@ -21,6 +21,7 @@ from turnout.core.types import RequestKind, RouteRequest, RoutingHints
 HINTS_KEY = "turnout"
 TASK_HEADER = "x-turnout-task-type"
 LATENCY_HEADER = "x-turnout-latency-target-ms"
+TIMEOUT_HEADER = "x-turnout-timeout-ms"
 REQUEST_ID_HEADER = "x-request-id"
 MAX_TOKENS_CEILING = 100_000_000
 
@@ -31,6 +32,7 @@ class _Hints(BaseModel):
     model_config = ConfigDict(extra="forbid")
     task_type: TaskType | None = None
     latency_target_ms: Annotated[StrictInt, Field(ge=1, le=3_600_000)] | None = None
+    timeout_ms: Annotated[StrictInt, Field(ge=1, le=3_600_000)] | None = None
 
 
 class _TextPart(BaseModel):
@@ -151,7 +153,17 @@ def _hints(block: _Hints | None, headers: Mapping[str, str]) -> RoutingHints:
                 param="X-Turnout-Latency-Target-Ms",
             )
         latency = int(header_latency)
-    return RoutingHints(task_type=task, latency_target_ms=latency)
+    timeout = block.timeout_ms if block else None
+    header_timeout = headers.get(TIMEOUT_HEADER)
+    if timeout is None and header_timeout:
+        if not header_timeout.isdigit() or not 1 <= int(header_timeout) <= 3_600_000:
+            raise InvalidRequest(
+                "header X-Turnout-Timeout-Ms: expected milliseconds as a whole number "
+                "from 1 to 3600000",
+                param="X-Turnout-Timeout-Ms",
+            )
+        timeout = int(header_timeout)
+    return RoutingHints(task_type=task, latency_target_ms=latency, timeout_ms=timeout)
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:

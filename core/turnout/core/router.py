@@ -1,4 +1,4 @@
-"""The router: decide, dispatch, fall back, record.
+"""The router: decide, admit, dispatch, fall back, record.
 
 One ``Router`` per process (or per middleware), built from a config, started once, shared by all
 requests. Fallback happens only before the client has received a byte: for a stream, the first
@@ -9,7 +9,6 @@ connection and then fails still falls back.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -17,28 +16,31 @@ from typing import Any
 
 import pluggy
 
+from turnout.core.admission import Admission
+from turnout.core.attempts import AttemptRunner
+from turnout.core.breakers import BreakerBoard
 from turnout.core.config import TurnoutConfig
 from turnout.core.decision import Decider, require_some
-from turnout.core.errors import NoEndpointAvailable, UpstreamError
+from turnout.core.errors import (
+    UpstreamError,
+)
 from turnout.core.hardware import (
     collect_profile,
     fetch_remote_memory,
     load_baselines,
     local_memory_sampler,
 )
+from turnout.core.health import HealthMonitor
 from turnout.core.plugins import collect_providers, create_plugin_manager
 from turnout.core.policy import default_rules
-from turnout.core.providers import HealthReport, UpstreamReply, UpstreamStream
+from turnout.core.providers import Timeouts, UpstreamReply, UpstreamStream
+from turnout.core.recording import Recorder
+from turnout.core.shared_state import RedisBreakerSync
 from turnout.core.streaming import RoutedStream
 from turnout.core.tokens import Calibration
-from turnout.core.types import Attempt, Decision, Outcome, RouteEvent, RouteRequest
+from turnout.core.types import Attempt, Decision, Outcome, RouteRequest
 from turnout.core.vram import VramWatch
-from turnout.core.wiring import (
-    build_classifier,
-    build_dispatchers,
-    build_tokenizers,
-    distinct,
-)
+from turnout.core.wiring import build_classifier, build_dispatchers, build_tokenizers, distinct
 
 log = logging.getLogger(__name__)
 BACKEND_LIMIT_TIMEOUT_S = 3.0
@@ -68,6 +70,18 @@ class Router:
         self.dispatchers = build_dispatchers(registry, config)
         self.limits = {m.id: m.context_limit for m in config.models}
         self.calibration = Calibration()
+        self.board = BreakerBoard(registry, config)
+        self.admission = Admission(config)
+        self.health = HealthMonitor(
+            self.models, self.dispatchers, config.routing.health_check_interval_ms / 1000
+        )
+        self.runner = AttemptRunner(config, self.models, self.admission, self.board)
+        storage = config.circuit_breaker.storage
+        self.shared = (
+            RedisBreakerSync(storage, self.board, config.circuit_breaker.recovery_timeout_ms / 1000)
+            if storage != "memory"
+            else None
+        )
         sampler = local_memory_sampler(registry)
         self.memory_sampler = sampler
         self.vram = VramWatch(
@@ -84,23 +98,47 @@ class Router:
             tokenizers=self.tokenizers,
             limits=self.limits,
             calibration=self.calibration,
-            vram=self.vram,
+            gates=self,
             baselines=load_baselines(config.monitoring.profile),
+        )
+        self.recorder = Recorder(
+            self.pm, self.calibration, self.limits, config.monitoring.track_context_usage
         )
         self._profile: dict[str, Any] | None = None
         self.pm.hook.turnout_configure.call_historic(kwargs={"config": config})
 
-    async def start(self) -> None:
+    async def start(self, *, background: bool = True) -> None:
+        """Open connection pools, read the backends' own limits, start the background checks."""
         for dispatcher in distinct(self.dispatchers.values()):
             await dispatcher.start()
         await self._adopt_backend_limits()
-        if self.config.monitoring.alert_on_vram_spike:
-            self.vram.start()
+        if self.shared is not None:
+            await self.shared.start()
+        if background:
+            await self.health.check_all()  # routes start from a known state, not "unknown"
+            self.health.start()
+            if self.config.monitoring.alert_on_vram_spike:
+                self.vram.start()
 
     async def close(self) -> None:
+        await self.health.stop()
         await self.vram.stop()
+        if self.shared is not None:
+            await self.shared.stop()
         for dispatcher in distinct(self.dispatchers.values()):
             await dispatcher.close()
+
+    # Gates the decider asks: why an endpoint is out, or why it goes behind the others.
+    def unroutable(self, endpoint: str) -> str | None:
+        if not self.board.breaker(endpoint).allows():
+            return f"circuit breaker {self.board.breaker(endpoint).state}"
+        return self.health.unroutable(endpoint)
+
+    def behind(self, endpoint: str) -> str | None:
+        cooling = self.board.cooling_s(endpoint)
+        if cooling is not None:
+            return f"overloaded (429): routed around for {cooling:.1f} s more"
+        return self.vram.degraded(endpoint)
 
     def hardware_profile(self) -> dict[str, Any]:
         """This host's hardware profile, probed once (blocking: call it off the event loop)."""
@@ -108,17 +146,105 @@ class Router:
             self._profile = collect_profile(self.pm)
         return self._profile
 
-    async def check_endpoints(self) -> dict[str, HealthReport]:
-        """Probe every endpoint once (no tokens spent), concurrently."""
-        ids = list(self.models)
-        reports = await asyncio.gather(
-            *(self.dispatchers[i].check_health(self.models[i]) for i in ids)
-        )
-        return dict(zip(ids, reports, strict=True))
-
     async def decide(self, request: RouteRequest) -> Decision:
         """The routing decision for ``request`` without sending anything."""
         return await self.decider.decide(request)
+
+    async def complete(self, request: RouteRequest) -> Completed:
+        """Send a non-streamed request, falling back along the decision's order."""
+        started = time.perf_counter()
+        decision = await self.decide(request)
+
+        async def send(endpoint: str, timeouts: Timeouts) -> UpstreamReply:
+            model = self.models[endpoint]
+            return await self.dispatchers[endpoint].send(model, request, timeouts)
+
+        try:
+            require_some(decision, request)
+            done = await self.runner.run(decision.order, self._deadline(request), send)
+        except BaseException as exc:
+            self.recorder.failure(request, decision, started, exc)
+            raise
+        done.held.close()
+        reply = done.result
+        self.recorder.record(
+            request,
+            decision,
+            done.endpoint,
+            "ok",
+            reply.status,
+            started,
+            attempts=done.attempts,
+            usage=reply.usage,
+        )
+        return Completed(reply, done.endpoint, done.attempts, decision)
+
+    async def stream(self, request: RouteRequest) -> RoutedStream:
+        """Open a streamed request: returns once an endpoint has produced its first event."""
+        started = time.perf_counter()
+        decision = await self.decide(request)
+
+        async def open_first(
+            endpoint: str, timeouts: Timeouts
+        ) -> tuple[UpstreamStream, Any, bytes]:
+            model = self.models[endpoint]
+            upstream = await self.dispatchers[endpoint].open_stream(model, request, timeouts)
+            try:
+                events = upstream.__aiter__()
+                return upstream, events, await events.__anext__()
+            except StopAsyncIteration:
+                await upstream.aclose()
+                raise UpstreamError(
+                    f"{endpoint}: empty stream", endpoint=endpoint, reason="empty_stream"
+                ) from None
+            except BaseException:
+                await upstream.aclose()
+                raise
+
+        try:
+            require_some(decision, request)
+            done = await self.runner.run(decision.order, self._deadline(request), open_first)
+        except BaseException as exc:
+            self.recorder.failure(request, decision, started, exc)
+            raise
+        upstream, events, first = done.result
+
+        def record(
+            outcome: Outcome,
+            status: int,
+            usage: dict[str, object] | None,
+            ttft_s: float,
+            error: str | None,
+        ) -> None:
+            self.recorder.record(
+                request,
+                decision,
+                done.endpoint,
+                outcome,
+                status,
+                started,
+                attempts=done.attempts,
+                usage=usage,
+                ttft_s=ttft_s,
+                error=error,
+            )
+
+        return RoutedStream(
+            done.endpoint,
+            done.attempts,
+            decision,
+            upstream,
+            events,
+            first,
+            started,
+            record,
+            done.held,
+        )
+
+    def _deadline(self, request: RouteRequest) -> float:
+        """When the answer (or a stream's first byte) is due: the client's hint or the config's."""
+        timeout_ms = request.hints.timeout_ms or self.config.routing.timeout_ms
+        return time.monotonic() + timeout_ms / 1000
 
     async def _adopt_backend_limits(self) -> None:
         """Where a backend enforces a smaller context than the config says, the smaller wins."""
@@ -146,184 +272,3 @@ class Router:
                 configured,
                 self.limits[model_id],
             )
-
-    async def complete(self, request: RouteRequest) -> Completed:
-        """Send a non-streamed request, falling back along the decision's order."""
-        started = time.perf_counter()
-        decision = await self.decide(request)
-        require_some(decision, request)
-        attempts: list[Attempt] = []
-        endpoint: str | None = None
-        try:
-            for endpoint in decision.order:
-                model = self.models[endpoint]
-                try:
-                    reply = await self.dispatchers[endpoint].send(model, request)
-                except UpstreamError as exc:
-                    if not exc.retryable:
-                        self._record(
-                            request,
-                            decision,
-                            endpoint,
-                            "client_error",
-                            exc.status,
-                            started,
-                            attempts=attempts,
-                            error=exc.reason,
-                        )
-                        raise
-                    attempts.append(Attempt(endpoint, exc.reason, exc.upstream_status))
-                    continue
-                self._record(
-                    request,
-                    decision,
-                    endpoint,
-                    "ok",
-                    reply.status,
-                    started,
-                    attempts=attempts,
-                    usage=reply.usage,
-                )
-                return Completed(reply, endpoint, tuple(attempts), decision)
-        except asyncio.CancelledError:
-            self._record(request, decision, endpoint, "cancelled", 499, started, attempts=attempts)
-            raise
-        error = _exhausted(attempts)
-        self._record(
-            request, decision, None, "no_endpoint", error.status, started, attempts=attempts
-        )
-        raise error
-
-    async def stream(self, request: RouteRequest) -> RoutedStream:
-        """Open a streamed request: returns once an endpoint has produced its first event."""
-        started = time.perf_counter()
-        decision = await self.decide(request)
-        require_some(decision, request)
-        attempts: list[Attempt] = []
-        endpoint: str | None = None
-        try:
-            for endpoint in decision.order:
-                model = self.models[endpoint]
-                upstream: UpstreamStream | None = None
-                try:
-                    upstream = await self.dispatchers[endpoint].open_stream(model, request)
-                    events = upstream.__aiter__()
-                    first = await events.__anext__()
-                except (UpstreamError, StopAsyncIteration) as exc:
-                    if upstream is not None:
-                        await upstream.aclose()
-                    if isinstance(exc, UpstreamError) and not exc.retryable:
-                        self._record(
-                            request,
-                            decision,
-                            endpoint,
-                            "client_error",
-                            exc.status,
-                            started,
-                            attempts=attempts,
-                            error=exc.reason,
-                        )
-                        raise
-                    reason = exc.reason if isinstance(exc, UpstreamError) else "empty_stream"
-                    status = exc.upstream_status if isinstance(exc, UpstreamError) else None
-                    attempts.append(Attempt(endpoint, reason, status))
-                    continue
-                done = tuple(attempts)
-                record = functools.partial(
-                    self._record_stream, request, decision, endpoint, started, done
-                )
-                return RoutedStream(
-                    endpoint, done, decision, upstream, events, first, started, record
-                )
-        except asyncio.CancelledError:
-            self._record(request, decision, endpoint, "cancelled", 499, started, attempts=attempts)
-            raise
-        error = _exhausted(attempts)
-        self._record(
-            request, decision, None, "no_endpoint", error.status, started, attempts=attempts
-        )
-        raise error
-
-    def _record_stream(
-        self,
-        request: RouteRequest,
-        decision: Decision,
-        endpoint: str,
-        started: float,
-        attempts: tuple[Attempt, ...],
-        outcome: Outcome,
-        status: int,
-        usage: dict[str, object] | None,
-        ttft_s: float,
-        error: str | None,
-    ) -> None:
-        self._record(
-            request,
-            decision,
-            endpoint,
-            outcome,
-            status,
-            started,
-            attempts=attempts,
-            usage=usage,
-            ttft_s=ttft_s,
-            error=error,
-        )
-
-    def _record(
-        self,
-        request: RouteRequest,
-        decision: Decision,
-        endpoint: str | None,
-        outcome: Outcome,
-        status: int,
-        started: float,
-        *,
-        attempts: list[Attempt] | tuple[Attempt, ...] = (),
-        usage: dict[str, object] | None = None,
-        ttft_s: float | None = None,
-        error: str | None = None,
-    ) -> None:
-        usage = usage or {}
-        prompt_tokens, completion_tokens = (
-            usage.get("prompt_tokens"),
-            usage.get("completion_tokens"),
-        )
-        event = RouteEvent(
-            request_id=request.request_id,
-            kind=request.kind,
-            model=request.model,
-            task_type=decision.classification.task_type,
-            endpoint=endpoint,
-            outcome=outcome,
-            status=status,
-            stream=request.stream,
-            latency_s=time.perf_counter() - started,
-            ttft_s=ttft_s,
-            prompt_tokens=prompt_tokens if isinstance(prompt_tokens, int) else None,
-            completion_tokens=completion_tokens if isinstance(completion_tokens, int) else None,
-            max_tokens=request.max_tokens,
-            attempts=tuple(attempts),
-            error=error,
-        )
-        if outcome == "ok" and endpoint is not None and event.prompt_tokens:
-            # The backend's own count is the truth the estimate learns from.
-            self.calibration.observe(endpoint, decision.prompt_estimate, event.prompt_tokens)
-            if self.config.monitoring.track_context_usage:
-                log.debug(
-                    "%s on %s: context used %s of %s requested (limit %d)",
-                    request.request_id,
-                    endpoint,
-                    event.context_used,
-                    event.context_requested,
-                    self.limits[endpoint],
-                )
-        self.pm.hook.turnout_record(event=event)
-
-
-def _exhausted(attempts: list[Attempt]) -> NoEndpointAvailable:
-    tried = "; ".join(f"{a.endpoint}: {a.reason}" for a in attempts)
-    return NoEndpointAvailable(
-        f"every candidate endpoint failed ({tried}); try again shortly",
-        attempts=tuple((a.endpoint, a.reason) for a in attempts),
-    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -41,11 +42,13 @@ class RoutedStream:
         first: bytes,
         started: float,
         record: RecordStream,
+        held: contextlib.ExitStack,
     ) -> None:
         self.endpoint = endpoint
         self.attempts = attempts
         self.decision = decision
         self._record = record
+        self._held = held
         self._upstream = upstream
         self._events = events
         self._first = first
@@ -63,9 +66,12 @@ class RoutedStream:
             outcome, status = "ok", 200
         except UpstreamError as exc:
             outcome, status, error = "stream_error", 502, exc.reason
+            # A break mid-stream counts against the endpoint's breaker like any failure.
+            self._held.__exit__(type(exc), exc, exc.__traceback__)
             raise
         finally:
             await self.aclose()
+            self._held.close()
             self._record(outcome, status, self._upstream.usage, self._ttft_s, error)
 
     async def aclose(self) -> None:

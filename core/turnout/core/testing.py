@@ -27,7 +27,9 @@ from werkzeug import Request, Response
 from turnout.core.config import TurnoutConfig, parse_config
 from turnout.core.plugins import create_plugin_manager
 
-Mode = str  # "ok", "status:<code>", "hang", "malformed", "cut_stream", "stall_stream"
+# "ok", "status:<code>", "hang", "malformed", "cut_stream", "stall_stream", "loading" (503 on
+# /health and on requests, as vLLM while it loads a model)
+Mode = str
 
 
 @dataclass
@@ -58,6 +60,8 @@ class FakeUpstream:
         return [f"{self.name}-w{i} " for i in range(self.chunks)]
 
     def handle(self, request: Request) -> Response:
+        if request.path == "/health":
+            return Response(b"", status=503 if self.mode == "loading" else 200)
         if request.method == "GET":
             return _json({"object": "list", "data": [{"id": self.name, "object": "model"}]})
         try:
@@ -67,8 +71,8 @@ class FakeUpstream:
         with self._lock:
             self.requests.append(body)
             self.headers_seen.append(dict(request.headers))
-        if self.mode.startswith("status:"):
-            code = int(self.mode.split(":", 1)[1])
+        if self.mode.startswith("status:") or self.mode == "loading":
+            code = 503 if self.mode == "loading" else int(self.mode.split(":", 1)[1])
             error = {"error": {"message": f"{self.name} says {code}", "type": "x", "code": code}}
             headers = {"Retry-After": "2"} if code == 429 else {}
             return _json(error, status=code, headers=headers)
@@ -191,13 +195,14 @@ def openai_upstream() -> Iterator[Callable[..., FakeUpstream]]:
         server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
         server.start()
         upstream = FakeUpstream(name=name, server=server, **options)
-        server.expect_request(re.compile(r"/v1/.*")).respond_with_handler(upstream.handle)
+        server.expect_request(re.compile(r"/v1/.*|/health")).respond_with_handler(upstream.handle)
         servers.append(upstream)
         return upstream
 
     yield start
     # Each server takes up to its poll interval to stop: stop them side by side.
-    stoppers = [threading.Thread(target=u.server.stop) for u in servers]
+    running = [u for u in servers if u.server.is_running()]
+    stoppers = [threading.Thread(target=u.server.stop) for u in running]
     for upstream in servers:
         upstream.mode = "ok"
     for thread in stoppers:

@@ -12,7 +12,7 @@ from turnout.core.config import TaskType
 
 RequestKind = Literal["chat", "completion"]
 Outcome = Literal[
-    "ok", "client_error", "upstream_error", "no_endpoint", "stream_error", "cancelled"
+    "ok", "client_error", "no_endpoint", "rejected", "deadline", "stream_error", "cancelled"
 ]
 
 
@@ -22,6 +22,7 @@ class RoutingHints:
 
     task_type: TaskType | None = None
     latency_target_ms: int | None = None
+    timeout_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

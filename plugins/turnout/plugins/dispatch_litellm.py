@@ -19,6 +19,7 @@ from turnout.core import (
     ModelConfig,
     Provider,
     RouteRequest,
+    Timeouts,
     TurnoutConfig,
     UpstreamError,
     UpstreamReply,
@@ -77,10 +78,14 @@ class LiteLLMDispatcher:
     async def close(self) -> None:
         return None
 
-    async def send(self, model: ModelConfig, request: RouteRequest) -> UpstreamReply:
+    async def send(
+        self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+    ) -> UpstreamReply:
         litellm = self._litellm or import_litellm()
         try:
-            response = await self._call(litellm, model, request, stream=False)
+            response = await self._call(
+                litellm, model, request, stream=False, timeout=timeouts.total
+            )
         except Exception as exc:
             raise map_litellm_error(model.id, exc, litellm) from exc
         body = response.model_dump_json(exclude_none=True).encode()
@@ -88,10 +93,14 @@ class LiteLLMDispatcher:
         usage_dict = usage.model_dump() if usage is not None else None
         return UpstreamReply(200, body, "application/json", usage_dict)
 
-    async def open_stream(self, model: ModelConfig, request: RouteRequest) -> LiteLLMStream:
+    async def open_stream(
+        self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+    ) -> LiteLLMStream:
         litellm = self._litellm or import_litellm()
         try:
-            response = await self._call(litellm, model, request, stream=True)
+            response = await self._call(
+                litellm, model, request, stream=True, timeout=timeouts.first_byte
+            )
         except Exception as exc:
             raise map_litellm_error(model.id, exc, litellm) from exc
         return LiteLLMStream(model.id, response, litellm)
@@ -105,7 +114,13 @@ class LiteLLMDispatcher:
         return None
 
     async def _call(
-        self, litellm: Any, model: ModelConfig, request: RouteRequest, *, stream: bool
+        self,
+        litellm: Any,
+        model: ModelConfig,
+        request: RouteRequest,
+        *,
+        stream: bool,
+        timeout: float,
     ) -> Any:
         kwargs: dict[str, Any] = {k: request.body[k] for k in _PASSED if k in request.body}
         kwargs.update(
@@ -113,7 +128,7 @@ class LiteLLMDispatcher:
             stream=stream,
             max_retries=0,
             num_retries=0,
-            timeout=(model.timeout_ms or self._config.routing.timeout_ms) / 1000,
+            timeout=timeout,
         )
         if model.api_base:
             kwargs["api_base"] = model.api_base

@@ -21,6 +21,7 @@ from turnout.core import (
     ModelConfig,
     Provider,
     RouteRequest,
+    Timeouts,
     TurnoutConfig,
     UpstreamError,
     UpstreamReply,
@@ -54,8 +55,10 @@ class OpenAIDispatcher:
             raise RuntimeError("the openai dispatcher is not started")
         return self._session
 
-    async def send(self, model: ModelConfig, request: RouteRequest) -> UpstreamReply:
-        timeout = aiohttp.ClientTimeout(total=self._timeout_s(model), connect=self._connect_s())
+    async def send(
+        self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+    ) -> UpstreamReply:
+        timeout = aiohttp.ClientTimeout(total=timeouts.total, connect=timeouts.connect)
         url, payload, headers = self._prepare(model, request, stream=False)
         try:
             async with self.session.post(url, data=payload, headers=headers, timeout=timeout) as r:
@@ -77,10 +80,12 @@ class OpenAIDispatcher:
         usage = data.get("usage") if isinstance(data, dict) else None
         return UpstreamReply(status, body, content_type, usage if isinstance(usage, dict) else None)
 
-    async def open_stream(self, model: ModelConfig, request: RouteRequest) -> SSEStream:
+    async def open_stream(
+        self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
+    ) -> SSEStream:
         # No total timeout for a stream: the read timeout bounds first byte and every gap.
         timeout = aiohttp.ClientTimeout(
-            total=None, connect=self._connect_s(), sock_read=self._timeout_s(model)
+            total=None, connect=timeouts.connect, sock_read=timeouts.first_byte
         )
         url, payload, headers = self._prepare(model, request, stream=True)
         try:
@@ -102,15 +107,35 @@ class OpenAIDispatcher:
         return SSEStream(model.id, response, forward_usage=wants_usage)
 
     async def check_health(self, model: ModelConfig) -> HealthReport:
+        """A probe that spends no tokens: Ollama's /api/tags; else the server's /health (vLLM,
+        SGLang and llama.cpp answer 503 while the model loads), or /v1/models where there is
+        no /health."""
         started = time.perf_counter()
-        url = f"{_base(model)}/models"
+        root = _root(model)
+        if (model.provider or self._config.inference.backend) == "ollama":
+            probes = [f"{root}/api/tags"]
+        else:
+            probes = [f"{root}/health", f"{_base(model)}/models"]
         timeout = aiohttp.ClientTimeout(total=self._connect_s() + 1.0, connect=self._connect_s())
-        try:
-            async with self.session.get(url, headers=_auth(model), timeout=timeout) as r:
-                await r.read()
-                healthy, detail = r.status == 200, f"HTTP {r.status}"
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            healthy, detail = False, _transport_error(model.id, exc).reason
+        healthy, detail = False, "no probe answered"
+        for url in probes:
+            try:
+                async with self.session.get(url, headers=_auth(model), timeout=timeout) as r:
+                    await r.read()
+                    status = r.status
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                healthy, detail = False, _transport_error(model.id, exc).reason.replace("_", " ")
+                break
+            if status in (404, 405):
+                continue  # this server has no such probe: try the next
+            healthy = status == 200
+            if healthy:
+                detail = "ok"
+            elif status == 503:
+                detail = "loading (HTTP 503)"
+            else:
+                detail = f"HTTP {status} from {url[len(root) :]}"
+            break
         return HealthReport(healthy, detail, time.perf_counter() - started)
 
     async def context_limit(self, model: ModelConfig) -> int | None:
@@ -141,9 +166,6 @@ class OpenAIDispatcher:
         path = "/chat/completions" if request.kind == "chat" else "/completions"
         headers = {"Content-Type": "application/json", **_auth(model)}
         return _base(model) + path, json.dumps(body).encode(), headers
-
-    def _timeout_s(self, model: ModelConfig) -> float:
-        return (model.timeout_ms or self._config.routing.timeout_ms) / 1000
 
     def _connect_s(self) -> float:
         return self._config.routing.connect_timeout_ms / 1000
@@ -213,6 +235,12 @@ class SSEStream:
 def _base(model: ModelConfig) -> str:
     assert model.api_base is not None
     return model.api_base.rstrip("/")
+
+
+def _root(model: ModelConfig) -> str:
+    """The server root: api_base without its trailing /v1."""
+    base = _base(model)
+    return base[: -len("/v1")] if base.endswith("/v1") else base
 
 
 def _auth(model: ModelConfig) -> dict[str, str]:

@@ -18,6 +18,7 @@ from starlette.routing import Route
 
 from turnout.core import Router, TurnoutConfig
 from turnout.sidecar.api import api_routes
+from turnout.sidecar.health_view import health_report
 
 log = logging.getLogger("turnout")
 
@@ -52,11 +53,7 @@ def create_app(
         router = holder.get("router")
         if router is None:
             return JSONResponse({"status": "starting"}, status_code=503)
-        endpoints = [
-            {"id": model_id, "degraded": router.vram.degraded(model_id)}
-            for model_id in router.models
-        ]
-        return JSONResponse({"status": "ok", "endpoints": endpoints})
+        return JSONResponse(health_report(router))
 
     routes = [
         *api_routes(get_router),
@@ -66,12 +63,11 @@ def create_app(
 
 
 async def log_backend_reachability(router: Router) -> None:
-    reports = await router.check_endpoints()
-    down = {i: r for i, r in reports.items() if not r.healthy}
-    for model_id, report in reports.items():
-        state = "answers" if report.healthy else f"does not answer ({report.detail})"
-        log.info("backend %s at %s %s", model_id, router.models[model_id].api_base, state)
-    if len(down) == len(reports):
+    states = router.health.states
+    for model_id, state in states.items():
+        verdict = "answers" if state.status == "healthy" else f"does not answer ({state.detail})"
+        log.info("backend %s at %s %s", model_id, router.models[model_id].api_base, verdict)
+    if all(state.status == "unhealthy" for state in states.values()):
         log.warning(
             "no backend answered. turnout is up, but requests will get 503 until one does: start "
             "the backends at the api_base addresses above, or point the config at running ones"

@@ -88,12 +88,20 @@ class AttemptRunner:
             tried.add(endpoint)
             held = contextlib.ExitStack()
             held.callback(self._release, endpoint, time.monotonic())
+            cut_off = asyncio.timeout(max(0.0, deadline - time.monotonic()))
             try:
                 held.enter_context(self._board.breaker(endpoint).guard())
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                async with cut_off:
                     result = await try_one(endpoint, self.timeouts(endpoint))
             except BaseException as exc:
                 error = _as_upstream(endpoint, exc)
+                if cut_off.expired():
+                    # The request's deadline, not this endpoint, ended the attempt: say nothing
+                    # of the endpoint's health (a cancellation is neither success nor failure).
+                    cancelled = asyncio.CancelledError()
+                    held.__exit__(type(cancelled), cancelled, None)
+                    attempts.append(Attempt(endpoint, "deadline"))
+                    raise _exhausted(attempts, deadline, expired=True) from None
                 held.__exit__(type(error), error, error.__traceback__)
                 if isinstance(error, BreakerOpen):
                     attempts.append(Attempt(endpoint, "breaker_open"))
@@ -103,8 +111,6 @@ class AttemptRunner:
                 if error.reason == "rate_limited":
                     self._board.cool(endpoint, error.retry_after_s)
                 attempts.append(Attempt(endpoint, error.reason, error.upstream_status))
-                if time.monotonic() >= deadline:
-                    raise _exhausted(attempts, deadline) from None
                 continue
             return Success(endpoint, result, tuple(attempts), held)
 
@@ -127,9 +133,11 @@ def _as_upstream(endpoint: str, exc: BaseException) -> BaseException:
     return exc
 
 
-def _exhausted(attempts: list[Attempt], deadline: float) -> NoEndpointAvailable | DeadlineExceeded:
+def _exhausted(
+    attempts: list[Attempt], deadline: float, *, expired: bool = False
+) -> NoEndpointAvailable | DeadlineExceeded:
     tried = "; ".join(f"{a.endpoint}: {a.reason}" for a in attempts) or "none could be tried"
-    if time.monotonic() >= deadline:
+    if expired or time.monotonic() >= deadline:
         return DeadlineExceeded(
             f"the request's deadline passed before an endpoint answered ({tried})"
         )

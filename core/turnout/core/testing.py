@@ -3,6 +3,7 @@
 
 * ``turnout_plugin_manager``: a fresh plugin manager with the built-ins, no entry points.
 * ``register_plugin``: registers a plugin object and always unregisters it after the test.
+* ``redis_server``: a real ``redis-server`` on a free loopback port (``.url``, ``.stop()``).
 * ``openai_upstream``: a factory of real HTTP servers on loopback that speak OpenAI's wire format
   (plain and SSE) and can be told to fail: refuse, answer 5xx/429, hang, send malformed JSON, or
   break a stream midway. Each records the bodies it received.
@@ -11,8 +12,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -209,3 +213,53 @@ def openai_upstream() -> Iterator[Callable[..., FakeUpstream]]:
         thread.start()
     for thread in stoppers:
         thread.join()
+
+
+class RedisServer:
+    """A throwaway redis-server: no persistence, loopback only."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed; .ci/run installs it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer()
+    yield server
+    server.stop()

@@ -1,11 +1,12 @@
 """The ``pybreaker`` circuit breaker, made safe for asyncio.
 
-pybreaker counts failures and times the recovery; turnout adds what it lacks for an event loop:
-an attempt is guarded with ``with breaker.calling():`` around the ``await`` (pybreaker's own
-async support needs tornado); a cancelled task, a request the backend rejected as malformed and
-an overloaded backend (429) are not failures; the exception that trips the breaker is passed on
-unchanged; and while half-open only ``half_open_max_calls`` trials run at once (pybreaker alone
-lets every concurrent call through).
+pybreaker counts failures and times the recovery; turnout adds what it lacks for an event loop.
+Its async support needs tornado, so the guard lets the ``await`` run and then tells pybreaker the
+outcome. Outcomes are three, not two: a cancelled attempt (the client hung up, or the request's
+deadline ended it) is neither success nor failure, where pybreaker would count any excluded
+exception as a success (and could close a half-open breaker on a trial that never finished). A
+request the backend rejected as malformed, and an overload (429), show a working backend: success.
+While half-open only ``half_open_max_calls`` trials run at once (pybreaker lets all through).
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from turnout.core.errors import BreakerOpen
 from turnout.core.providers import BreakerState, StateListener
 
 
-def _not_a_failure(exc: BaseException) -> bool:
-    if isinstance(exc, asyncio.CancelledError):
-        return True
+def _backend_answered(exc: BaseException) -> bool:
+    """The attempt failed, but the backend is working: it rejected the request or is busy."""
     return isinstance(exc, UpstreamError) and (not exc.retryable or exc.reason == "rate_limited")
+
+
+def _nothing() -> None:
+    return None
 
 
 class _Notify(pybreaker.CircuitBreakerListener):
@@ -48,7 +52,6 @@ class PyBreaker:
             fail_max=settings.failure_threshold,
             reset_timeout=settings.recovery_timeout_ms / 1000,
             success_threshold=settings.success_threshold,
-            exclude=[_not_a_failure],
             listeners=[_Notify(self)],
             throw_new_error_on_trip=False,
             name=endpoint,
@@ -75,13 +78,33 @@ class PyBreaker:
         if trial:
             self._trials += 1
         try:
-            with self._cb.calling():
-                yield
-        except pybreaker.CircuitBreakerError:
-            raise BreakerOpen(f"{self.endpoint}: circuit breaker is open") from None
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            raise  # neither outcome: nobody learned whether the backend works
+        except BaseException as exc:
+            if _backend_answered(exc):
+                self._succeeded()
+            else:
+                self._failed(exc)
+            raise
+        else:
+            self._succeeded()
         finally:
             if trial:
                 self._trials -= 1
+
+    def _succeeded(self) -> None:
+        try:
+            self._cb.call(_nothing)
+        except pybreaker.CircuitBreakerError:
+            pass  # opened meanwhile, by another replica: its verdict stands
+
+    def _failed(self, exc: BaseException) -> None:
+        try:
+            with self._cb.calling():
+                raise exc
+        except BaseException:  # pybreaker re-raises what it recorded
+            pass
 
     def apply(self, state: BreakerState) -> None:
         if state == self._cb.current_state:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -30,6 +31,8 @@ ENDPOINT_HEADER = "X-Turnout-Endpoint"
 FALLBACKS_HEADER = "X-Turnout-Fallbacks"
 ATTEMPTS_HEADER = "X-Turnout-Attempts"
 REQUEST_ID_HEADER = "X-Request-ID"
+CLIENT_CLOSED = 499
+T = TypeVar("T")
 
 
 def api_routes(get_router: GetRouter, prefix: str = "/v1") -> list[Route]:
@@ -90,16 +93,52 @@ async def _serve(router: Router, http: Request, kind: RequestKind) -> Response:
         request = parse_request(kind, decode_body(await http.body()), http.headers)
         request_id = request.request_id
         if request.stream:
-            routed = await router.stream(request)
+            routed = await until_disconnect(http, router.stream(request))
             headers = _route_headers(routed.endpoint, routed.attempts, request_id)
             return StreamingResponse(
                 _relay(routed), media_type="text/event-stream", headers=headers
             )
-        done = await router.complete(request)
+        done = await until_disconnect(http, router.complete(request))
         headers = _route_headers(done.endpoint, done.attempts, request_id)
         return Response(done.reply.body, done.reply.status, headers, done.reply.content_type)
+    except ClientGone:
+        return Response(status_code=CLIENT_CLOSED)
     except Exception as exc:
         return error_response(exc, {REQUEST_ID_HEADER: request_id} if request_id else None)
+
+
+class ClientGone(Exception):
+    """The client hung up before its answer was ready."""
+
+
+async def until_disconnect(http: Request, work: Awaitable[T]) -> T:
+    """Await ``work``, cancelling it if the client disconnects first.
+
+    Starlette does not cancel a handler whose client went away, so a request waiting in a queue
+    or for a slow backend would hold its slot and its upstream connection. Cancelling releases
+    both, and closes the upstream connection, which is how a backend learns to stop generating.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await http.receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if gone:
+            task.uncancel()
+            raise ClientGone from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 async def _relay(routed: AsyncIterable[bytes]) -> AsyncIterator[bytes]:

@@ -20,7 +20,13 @@ from typing import Generic, TypeVar
 from turnout.core.admission import Admission
 from turnout.core.breakers import BreakerBoard
 from turnout.core.config import ModelConfig, TurnoutConfig
-from turnout.core.errors import BreakerOpen, DeadlineExceeded, NoEndpointAvailable, UpstreamError
+from turnout.core.errors import (
+    BreakerOpen,
+    DeadlineExceeded,
+    NoEndpointAvailable,
+    QueueFull,
+    UpstreamError,
+)
 from turnout.core.providers import Timeouts
 from turnout.core.types import Attempt
 
@@ -84,7 +90,11 @@ class AttemptRunner:
                     ready.append(endpoint)
             if not ready:
                 return None
-            endpoint = await self._admission.acquire(ready, deadline)
+            try:
+                endpoint = await self._admission.acquire(ready, deadline)
+            except (DeadlineExceeded, QueueFull) as exc:
+                exc.attempts = tuple((a.endpoint, a.reason) for a in attempts)
+                raise
             tried.add(endpoint)
             held = contextlib.ExitStack()
             held.callback(self._release, endpoint, time.monotonic())
@@ -137,11 +147,13 @@ def _exhausted(
     attempts: list[Attempt], deadline: float, *, expired: bool = False
 ) -> NoEndpointAvailable | DeadlineExceeded:
     tried = "; ".join(f"{a.endpoint}: {a.reason}" for a in attempts) or "none could be tried"
+    tried_pairs = tuple((a.endpoint, a.reason) for a in attempts)
     if expired or time.monotonic() >= deadline:
         return DeadlineExceeded(
-            f"the request's deadline passed before an endpoint answered ({tried})"
+            f"the request's deadline passed before an endpoint answered ({tried})",
+            attempts=tried_pairs,
         )
     return NoEndpointAvailable(
         f"every candidate endpoint failed ({tried}); try again shortly",
-        attempts=tuple((a.endpoint, a.reason) for a in attempts),
+        attempts=tried_pairs,
     )

@@ -83,9 +83,12 @@ class QueueFull(TurnoutError):
     error_type = "rate_limit_error"
     code = "queue_full"
 
-    def __init__(self, message: str, *, retry_after_s: float) -> None:
+    def __init__(
+        self, message: str, *, retry_after_s: float, attempts: tuple[tuple[str, str], ...] = ()
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        self.attempts = attempts
 
 
 class DeadlineExceeded(TurnoutError):
@@ -94,6 +97,10 @@ class DeadlineExceeded(TurnoutError):
     status = 504
     error_type = "timeout_error"
     code = "deadline_exceeded"
+
+    def __init__(self, message: str, *, attempts: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.attempts = attempts
 
 
 class UpstreamError(TurnoutError):

@@ -8,7 +8,6 @@ endpoint; the client's own Authorization header is never forwarded.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -252,7 +251,9 @@ def _auth(model: ModelConfig) -> dict[str, str]:
 def _transport_error(
     endpoint: str, exc: BaseException, *, mid_stream: bool = False
 ) -> UpstreamError:
-    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        reason = "connect_timeout"
+    elif isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         reason = "timeout"
     elif isinstance(exc, aiohttp.ClientConnectorError):
         reason = "connection_refused"

@@ -27,6 +27,10 @@ def error_body(message: str, error_type: str, code: str | None, param: str | Non
 def error_response(exc: BaseException, headers: dict[str, str] | None = None) -> Response:
     """An HTTP response for any exception raised while serving a request."""
     headers = dict(headers or {})
+    attempts = getattr(exc, "attempts", ())
+    if attempts:
+        headers["X-Turnout-Fallbacks"] = str(len(attempts))
+        headers["X-Turnout-Attempts"] = ", ".join(f"{e}={r}" for e, r in attempts)
     if isinstance(exc, UpstreamError) and not exc.retryable:
         return Response(_upstream_body(exc), exc.status, headers, media_type="application/json")
     if isinstance(exc, TurnoutError):

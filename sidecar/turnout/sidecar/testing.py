@@ -2,19 +2,27 @@
 ``pytest_plugins = ["turnout.sidecar.testing"]``).
 
 ``serve_app`` serves any ASGI app under uvicorn on a free loopback port in a background thread and
-returns its base URL; ``serve_sidecar`` does so for ``create_app(config)``.
+returns its base URL; ``serve_sidecar`` does so for ``create_app(config)``. ``sidecar_process``
+runs ``turnout serve`` as its own process, as in production: for load tests, where a sidecar
+sharing the test's interpreter would compete with the load generator and the upstreams for it.
 """
 
 from __future__ import annotations
 
+import json
 import socket
+import subprocess
+import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
+import yaml
 from starlette.types import ASGIApp
 
 from turnout.core import TurnoutConfig
@@ -79,3 +87,65 @@ def serve_sidecar(
         return serve_app(create_app(config, **options))
 
     return serve
+
+
+class SidecarProcess:
+    """``turnout serve`` in a child process, on a free loopback port."""
+
+    def __init__(self, config: dict[str, Any], folder: Path) -> None:
+        path = folder / "router.config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "turnout.sidecar.cli",
+                "serve",
+                "--config",
+                str(path),
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S * 3
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/health", timeout=1) as response:
+                    json.load(response)
+                return
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("turnout serve did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+@pytest.fixture
+def sidecar_process(tmp_path: Path) -> Iterator[Callable[[dict[str, Any]], SidecarProcess]]:
+    started: list[SidecarProcess] = []
+
+    def start(config: dict[str, Any]) -> SidecarProcess:
+        folder = tmp_path / f"sidecar-{len(started)}"
+        folder.mkdir()
+        process = SidecarProcess(config, folder)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

@@ -307,3 +307,21 @@ def test_replicas_share_breaker_state_and_survive_losing_redis(
     state = httpx.get(two.url + "/health").json()["shared_state"]
     assert state["last_error"], "the loss is said, not hidden"
     assert json.dumps(state).count("redis") >= 1
+
+
+def test_client_leaving_mid_stream_closes_the_upstream_stream(
+    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+) -> None:
+    slow = openai_upstream("slow", chunks=50, chunk_gap_s=0.1)
+    config = make_config([{"id": "slow", "api_base": slow.api_base, "max_concurrency": 1}])
+    served = serve_sidecar(config)
+    body = {**CHAT, "stream": True}
+    with httpx.stream("POST", served.url + "/v1/chat/completions", json=body, timeout=10) as r:
+        lines = r.iter_lines()  # kept: dropping it would close the response
+        assert next(lines).startswith("data: ")
+        assert health(served)["slow"]["in_flight"] == 1
+    # The client is gone one event into a five-second stream.
+    wait_for(lambda: health(served)["slow"]["in_flight"] == 0, seconds=3)
+    started = time.monotonic()
+    assert post(served).status_code == 200, "the slot is free for the next request"
+    assert time.monotonic() - started < 4, "it did not wait for the abandoned stream to finish"

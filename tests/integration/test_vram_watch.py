@@ -145,3 +145,7 @@ def test_health_shows_degraded_endpoints(
         asyncio.run(asyncio.sleep(0.05))
     degraded = {e["id"]: e["degraded"] for e in health["endpoints"]}
     assert degraded == {"on-gpu": "GPU 0 memory 28% used (alarm at 20%)", "elsewhere": None}
+    with urllib.request.urlopen(served.url + "/metrics", timeout=5) as response:
+        metrics = response.read().decode()
+    assert 'turnout_endpoint_degraded{endpoint="on-gpu"} 1.0' in metrics
+    assert 'turnout_endpoint_degraded{endpoint="elsewhere"} 0.0' in metrics

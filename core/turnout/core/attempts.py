@@ -39,6 +39,8 @@ class Success(Generic[T]):
     endpoint: str
     result: T
     attempts: tuple[Attempt, ...]
+    queue_wait_s: float
+    retries: int
     # Holds the slot and the breaker guard: close it when the answer is complete, or exit it
     # with the exception that broke the answer.
     held: contextlib.ExitStack
@@ -71,6 +73,7 @@ class AttemptRunner:
                 break
             done = await self._pass(order, deadline, try_one, attempts)
             if done is not None:
+                done.retries = attempt_pass
                 return done
         raise _exhausted(attempts, deadline)
 
@@ -90,14 +93,16 @@ class AttemptRunner:
                     ready.append(endpoint)
             if not ready:
                 return None
+            asked = time.monotonic()
             try:
                 endpoint = await self._admission.acquire(ready, deadline)
             except (DeadlineExceeded, QueueFull) as exc:
                 exc.attempts = tuple((a.endpoint, a.reason) for a in attempts)
                 raise
             tried.add(endpoint)
+            taken = time.monotonic()
             held = contextlib.ExitStack()
-            held.callback(self._release, endpoint, time.monotonic())
+            held.callback(self._release, endpoint, taken)
             cut_off = asyncio.timeout(max(0.0, deadline - time.monotonic()))
             try:
                 held.enter_context(self._board.breaker(endpoint).guard())
@@ -122,7 +127,7 @@ class AttemptRunner:
                     self._board.cool(endpoint, error.retry_after_s)
                 attempts.append(Attempt(endpoint, error.reason, error.upstream_status))
                 continue
-            return Success(endpoint, result, tuple(attempts), held)
+            return Success(endpoint, result, tuple(attempts), taken - asked, 0, held)
 
     def _release(self, endpoint: str, taken_at: float) -> None:
         self._admission.release(endpoint, time.monotonic() - taken_at)

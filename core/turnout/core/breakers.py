@@ -32,6 +32,13 @@ class BreakerBoard:
             m.id: provider.factory(m.id, config) for m in config.models
         }
         self._cool_until: dict[str, float] = {}
+        self.transitions: dict[tuple[str, str], int] = {}
+        for breaker in self.breakers.values():
+            breaker.on_change(self._count)
+
+    def _count(self, endpoint: str, state: str) -> None:
+        key = (endpoint, state)
+        self.transitions[key] = self.transitions.get(key, 0) + 1
 
     def breaker(self, endpoint: str) -> Breaker:
         return self.breakers[endpoint]

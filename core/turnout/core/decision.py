@@ -109,13 +109,15 @@ class Decider:
                 exact[key] = await tokenizer.count(request)
             count = exact[key]
             self.calibration.observe(model_id, raw, count.tokens)
-        dropped = self.gates.unroutable(model_id)
-        if dropped is None and count.tokens + reply > limit:
+        # Size first: a request no model can hold is the client's to fix, whatever else is down.
+        dropped = None
+        if count.tokens + reply > limit:
             how = "exact" if count.exact else "estimated"
             dropped = (
                 f"needs {count.tokens + reply} tokens (prompt {count.tokens} {how} + max_tokens "
                 f"{reply}) but the effective context is {limit}"
             )
+        dropped = dropped or self.gates.unroutable(model_id)
         return Candidate(
             model_id,
             why,

@@ -40,6 +40,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "turnout.plugins.dispatch_openai",
     "turnout.plugins.dispatch_litellm",
     "turnout.plugins.breaker_pybreaker",
+    "turnout.plugins.metrics_prometheus",
     "turnout.plugins.hardware_host",
     "turnout.plugins.hardware_apple",
     "turnout.plugins.hardware_nvml",

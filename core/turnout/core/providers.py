@@ -170,11 +170,23 @@ class MemorySampler(Protocol):
         ...
 
 
+Snapshot = Callable[[], dict[str, Any]]
+
+
 @runtime_checkable
 class MetricsSink(Protocol):
-    """Receives every routing event and exposes what it collected."""
+    """Receives every routing event, reads live router state when asked, exposes what it has.
+
+    ``attach`` hands it a function returning the router's state now (per endpoint: slots,
+    queue, breaker, health, degradation); ``render`` returns the exposition body and its content
+    type, or None for a sink that pushes elsewhere.
+    """
 
     def record(self, event: RouteEvent) -> None: ...
+
+    def attach(self, snapshot: Snapshot) -> None: ...
+
+    def render(self) -> tuple[bytes, str] | None: ...
 
 
 ClassifierFactory = Callable[[TurnoutConfig], Classifier]

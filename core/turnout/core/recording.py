@@ -17,6 +17,7 @@ from turnout.core.errors import (
     TurnoutError,
     UpstreamError,
 )
+from turnout.core.providers import MetricsSink
 from turnout.core.tokens import Calibration
 from turnout.core.types import Attempt, Decision, Outcome, RouteEvent, RouteRequest
 
@@ -26,18 +27,26 @@ log = logging.getLogger("turnout.core.router")
 class Recorder:
     def __init__(
         self,
+        sinks: list[MetricsSink],
         pm: pluggy.PluginManager,
         calibration: Calibration,
         limits: dict[str, int],
         track_context: bool,
     ) -> None:
+        self._sinks = sinks
         self._pm = pm
         self._calibration = calibration
         self._limits = limits
         self._track_context = track_context
 
     def failure(
-        self, request: RouteRequest, decision: Decision, started: float, exc: BaseException
+        self,
+        request: RouteRequest,
+        decision: Decision,
+        started: float,
+        exc: BaseException,
+        *,
+        decision_s: float | None = None,
     ) -> None:
         outcome: Outcome
         reason: str | None
@@ -65,6 +74,7 @@ class Recorder:
             started,
             attempts=attempts,
             error=reason,
+            decision_s=decision_s,
         )
 
     def record(
@@ -80,6 +90,10 @@ class Recorder:
         usage: dict[str, object] | None = None,
         ttft_s: float | None = None,
         error: str | None = None,
+        decision_s: float | None = None,
+        queue_wait_s: float | None = None,
+        retries: int = 0,
+        inter_token_s: float | None = None,
     ) -> None:
         usage = usage or {}
         prompt_tokens, completion_tokens = (
@@ -102,6 +116,10 @@ class Recorder:
             max_tokens=request.max_tokens,
             attempts=attempts,
             error=error,
+            decision_s=decision_s,
+            queue_wait_s=queue_wait_s,
+            retries=retries,
+            inter_token_s=inter_token_s,
         )
         if outcome == "ok" and endpoint is not None and event.prompt_tokens:
             # The backend's own count is the truth the estimate learns from.
@@ -115,4 +133,6 @@ class Recorder:
                     event.context_requested,
                     self._limits[endpoint],
                 )
+        for sink in self._sinks:
+            sink.record(event)
         self._pm.hook.turnout_record(event=event)

@@ -40,7 +40,13 @@ from turnout.core.streaming import RoutedStream
 from turnout.core.tokens import Calibration
 from turnout.core.types import Attempt, Decision, Outcome, RouteRequest
 from turnout.core.vram import VramWatch
-from turnout.core.wiring import build_classifier, build_dispatchers, build_tokenizers, distinct
+from turnout.core.wiring import (
+    build_classifier,
+    build_dispatchers,
+    build_metrics_sinks,
+    build_tokenizers,
+    distinct,
+)
 
 log = logging.getLogger(__name__)
 BACKEND_LIMIT_TIMEOUT_S = 3.0
@@ -101,8 +107,15 @@ class Router:
             gates=self,
             baselines=load_baselines(config.monitoring.profile),
         )
+        self.sinks = build_metrics_sinks(registry, config)
+        for sink in self.sinks:
+            sink.attach(self.snapshot)
         self.recorder = Recorder(
-            self.pm, self.calibration, self.limits, config.monitoring.track_context_usage
+            self.sinks,
+            self.pm,
+            self.calibration,
+            self.limits,
+            config.monitoring.track_context_usage,
         )
         self._profile: dict[str, Any] | None = None
         self.pm.hook.turnout_configure.call_historic(kwargs={"config": config})
@@ -140,6 +153,27 @@ class Router:
             return f"overloaded (429): routed around for {cooling:.1f} s more"
         return self.vram.degraded(endpoint)
 
+    def snapshot(self) -> dict[str, Any]:
+        """Live state per endpoint, for metrics and health: read at scrape time, never stale."""
+        endpoints = {}
+        for endpoint in self.models:
+            slots = self.admission.endpoints[endpoint]
+            endpoints[endpoint] = {
+                "in_flight": slots.in_flight,
+                "queued": slots.queued,
+                "slots": slots.slots,
+                "breaker": self.board.breaker(endpoint).state,
+                "healthy": self.health.states[endpoint].status != "unhealthy",
+                "degraded": self.behind(endpoint) is not None,
+                "effective_context": self.limits[endpoint],
+            }
+        shared = self.shared.connected if self.shared is not None else None
+        return {
+            "endpoints": endpoints,
+            "breaker_transitions": dict(self.board.transitions),
+            "shared_state_connected": shared,
+        }
+
     def hardware_profile(self) -> dict[str, Any]:
         """This host's hardware profile, probed once (blocking: call it off the event loop)."""
         if self._profile is None:
@@ -154,6 +188,7 @@ class Router:
         """Send a non-streamed request, falling back along the decision's order."""
         started = time.perf_counter()
         decision = await self.decide(request)
+        decided = time.perf_counter() - started
 
         async def send(endpoint: str, timeouts: Timeouts) -> UpstreamReply:
             model = self.models[endpoint]
@@ -163,7 +198,7 @@ class Router:
             require_some(decision, request)
             done = await self.runner.run(decision.order, self._deadline(request), send)
         except BaseException as exc:
-            self.recorder.failure(request, decision, started, exc)
+            self.recorder.failure(request, decision, started, exc, decision_s=decided)
             raise
         done.held.close()
         reply = done.result
@@ -176,6 +211,9 @@ class Router:
             started,
             attempts=done.attempts,
             usage=reply.usage,
+            decision_s=decided,
+            queue_wait_s=done.queue_wait_s,
+            retries=done.retries,
         )
         return Completed(reply, done.endpoint, done.attempts, decision)
 
@@ -183,6 +221,7 @@ class Router:
         """Open a streamed request: returns once an endpoint has produced its first event."""
         started = time.perf_counter()
         decision = await self.decide(request)
+        decided = time.perf_counter() - started
 
         async def open_first(
             endpoint: str, timeouts: Timeouts
@@ -205,7 +244,7 @@ class Router:
             require_some(decision, request)
             done = await self.runner.run(decision.order, self._deadline(request), open_first)
         except BaseException as exc:
-            self.recorder.failure(request, decision, started, exc)
+            self.recorder.failure(request, decision, started, exc, decision_s=decided)
             raise
         upstream, events, first = done.result
 
@@ -215,6 +254,7 @@ class Router:
             usage: dict[str, object] | None,
             ttft_s: float,
             error: str | None,
+            inter_token_s: float | None,
         ) -> None:
             self.recorder.record(
                 request,
@@ -227,6 +267,10 @@ class Router:
                 usage=usage,
                 ttft_s=ttft_s,
                 error=error,
+                decision_s=decided,
+                queue_wait_s=done.queue_wait_s,
+                retries=done.retries,
+                inter_token_s=inter_token_s,
             )
 
         return RoutedStream(

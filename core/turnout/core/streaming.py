@@ -22,6 +22,7 @@ class RecordStream(Protocol):
         usage: dict[str, object] | None,
         ttft_s: float,
         error: str | None,
+        inter_token_s: float | None,
     ) -> None: ...
 
 
@@ -59,9 +60,12 @@ class RoutedStream:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         outcome: Outcome = "cancelled"
         status, error = 499, None
+        events, last, gaps = 1, time.perf_counter(), 0.0
         try:
             yield self._first
             async for event in self._events:
+                now = time.perf_counter()
+                gaps, last, events = gaps + now - last, now, events + 1
                 yield event
             outcome, status = "ok", 200
         except UpstreamError as exc:
@@ -72,7 +76,8 @@ class RoutedStream:
         finally:
             await self.aclose()
             self._held.close()
-            self._record(outcome, status, self._upstream.usage, self._ttft_s, error)
+            inter_token = gaps / (events - 1) if events > 1 else None
+            self._record(outcome, status, self._upstream.usage, self._ttft_s, error, inter_token)
 
     async def aclose(self) -> None:
         if not self._closed:

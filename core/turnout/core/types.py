@@ -154,6 +154,10 @@ class RouteEvent:
     max_tokens: int | None = None
     attempts: tuple[Attempt, ...] = ()
     error: str | None = None
+    decision_s: float | None = None
+    queue_wait_s: float | None = None
+    retries: int = 0
+    inter_token_s: float | None = None
 
     @property
     def context_used(self) -> int | None:

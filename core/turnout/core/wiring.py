@@ -12,7 +12,7 @@ from turnout.core.config import OPENAI_COMPATIBLE, ModelConfig, TurnoutConfig
 from turnout.core.config_source import did_you_mean
 from turnout.core.errors import ConfigError
 from turnout.core.plugins import ProviderRegistry
-from turnout.core.providers import Classifier, Dispatcher, Tokenizer
+from turnout.core.providers import Classifier, Dispatcher, MetricsSink, Tokenizer
 
 
 def build_classifier(registry: ProviderRegistry, config: TurnoutConfig) -> Classifier:
@@ -76,6 +76,20 @@ def build_dispatchers(registry: ProviderRegistry, config: TurnoutConfig) -> dict
             by_name[name] = provider.factory(config)
         out[model.id] = by_name[name]
     return out
+
+
+def build_metrics_sinks(registry: ProviderRegistry, config: TurnoutConfig) -> list[MetricsSink]:
+    sinks = []
+    for i, name in enumerate(config.monitoring.metrics_sinks):
+        provider = registry.metrics_sinks.get(name)
+        if provider is None:
+            raise ConfigError(
+                f"monitoring.metrics_sinks[{i}]: no metrics sink named '{name}'"
+                f"{did_you_mean(name, list(registry.metrics_sinks))}; installed: "
+                f"{', '.join(sorted(registry.metrics_sinks))}"
+            )
+        sinks.append(provider.factory(config))
+    return sinks
 
 
 def distinct(dispatchers: Iterable[Dispatcher]) -> list[Dispatcher]:

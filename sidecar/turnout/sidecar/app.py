@@ -55,11 +55,28 @@ def create_app(
             return JSONResponse({"status": "starting"}, status_code=503)
         return JSONResponse(health_report(router))
 
+    async def metrics(request: Request) -> Response:
+        router = holder.get("router")
+        if router is None:
+            return Response(status_code=503)
+        return metrics_response(router)
+
     routes = [
         *api_routes(get_router),
         Route("/health", health, methods=["GET"]),
+        Route(config.monitoring.metrics_endpoint, metrics, methods=["GET"]),
     ]
     return Starlette(routes=routes, lifespan=lifespan)
+
+
+def metrics_response(router: Router) -> Response:
+    """The first sink that renders an exposition (built-in: prometheus)."""
+    for sink in router.sinks:
+        rendered = sink.render()
+        if rendered is not None:
+            body, content_type = rendered
+            return Response(body, media_type=content_type)
+    return Response("no metrics sink renders here\n", status_code=404, media_type="text/plain")
 
 
 async def log_backend_reachability(router: Router) -> None:

@@ -48,6 +48,13 @@ class TurnoutMiddleware:
         else:
             await self.app(scope, receive, send)
 
+    async def metrics_app(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An ASGI app serving turnout's metrics, for the host to mount where it likes."""
+        from turnout.sidecar.app import metrics_response
+
+        router = await self.get_router()
+        await metrics_response(router)(scope, receive, send)
+
     async def get_router(self) -> Router:
         """The shared router, started on first use."""
         if not self._started:

@@ -155,6 +155,9 @@ def test_hook_turnout_dispatchers(
         async def context_limit(self, model: ModelConfig) -> int | None:
             return None
 
+        async def backend_metrics(self, model: ModelConfig) -> dict[str, float] | None:
+            return None
+
     class Plugin:
         @hookimpl
         def turnout_dispatchers(self) -> Iterable[Provider[Any]]:

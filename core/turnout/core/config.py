@@ -136,6 +136,7 @@ class MonitoringConfig(_Strict):
     vram_alarm_percent: Annotated[float, Field(gt=0, le=100)] = 95.0
     vram_sample_interval_ms: Ms = 5000
     profile: str | None = None
+    backend_metrics_interval_ms: Ms = 2000
     metrics_sinks: list[str] = Field(default_factory=lambda: ["prometheus"])
 
 

@@ -118,6 +118,12 @@ class Dispatcher(Protocol):
         """The context the backend itself enforces (vLLM's ``max_model_len``), or None."""
         ...
 
+    async def backend_metrics(self, model: ModelConfig) -> dict[str, float] | None:
+        """The engine's own load (``running``, ``waiting``, ``kv_cache_usage`` 0-1,
+        ``prefix_cache_queries``, ``prefix_cache_hits``), None where it serves no metrics.
+        Raises when the backend does not answer."""
+        ...
+
 
 BreakerState = str  # "closed", "open" or "half-open"
 StateListener = Callable[[str, BreakerState], None]

@@ -18,6 +18,7 @@ import pluggy
 
 from turnout.core.admission import Admission
 from turnout.core.attempts import AttemptRunner
+from turnout.core.backend_load import BackendLoad
 from turnout.core.breakers import BreakerBoard
 from turnout.core.config import TurnoutConfig
 from turnout.core.decision import Decider, require_some
@@ -81,6 +82,7 @@ class Router:
         self.health = HealthMonitor(
             self.models, self.dispatchers, config.routing.health_check_interval_ms / 1000
         )
+        self.load = BackendLoad(config, self.models, self.dispatchers)
         self.runner = AttemptRunner(config, self.models, self.admission, self.board)
         storage = config.circuit_breaker.storage
         self.shared = (
@@ -129,12 +131,15 @@ class Router:
             await self.shared.start()
         if background:
             await self.health.check_all()  # routes start from a known state, not "unknown"
+            await self.load.scrape_all()
             self.health.start()
+            self.load.start()
             if self.config.monitoring.alert_on_vram_spike:
                 self.vram.start()
 
     async def close(self) -> None:
         await self.health.stop()
+        await self.load.stop()
         await self.vram.stop()
         if self.shared is not None:
             await self.shared.stop()
@@ -151,7 +156,7 @@ class Router:
         cooling = self.board.cooling_s(endpoint)
         if cooling is not None:
             return f"overloaded (429): routed around for {cooling:.1f} s more"
-        return self.vram.degraded(endpoint)
+        return self.vram.degraded(endpoint) or self.load.saturated(endpoint)
 
     def snapshot(self) -> dict[str, Any]:
         """Live state per endpoint, for metrics and health: read at scrape time, never stale."""
@@ -166,6 +171,7 @@ class Router:
                 "healthy": self.health.states[endpoint].status != "unhealthy",
                 "degraded": self.behind(endpoint) is not None,
                 "effective_context": self.limits[endpoint],
+                "backend": self.load.describe(endpoint),
             }
         shared = self.shared.connected if self.shared is not None else None
         return {

@@ -66,6 +66,8 @@ class FakeUpstream:
     def handle(self, request: Request) -> Response:
         if request.path == "/health":
             return Response(b"", status=503 if self.mode == "loading" else 200)
+        if request.path == "/metrics":
+            return Response(b"", status=404)  # like a server that exports no metrics
         if request.method == "GET":
             return _json({"object": "list", "data": [{"id": self.name, "object": "model"}]})
         try:
@@ -199,7 +201,9 @@ def openai_upstream() -> Iterator[Callable[..., FakeUpstream]]:
         server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
         server.start()
         upstream = FakeUpstream(name=name, server=server, **options)
-        server.expect_request(re.compile(r"/v1/.*|/health")).respond_with_handler(upstream.handle)
+        server.expect_request(re.compile(r"/v1/.*|/health|/metrics")).respond_with_handler(
+            upstream.handle
+        )
         servers.append(upstream)
         return upstream
 

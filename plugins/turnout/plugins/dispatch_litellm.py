@@ -113,6 +113,9 @@ class LiteLLMDispatcher:
     async def context_limit(self, model: ModelConfig) -> int | None:
         return None
 
+    async def backend_metrics(self, model: ModelConfig) -> dict[str, float] | None:
+        return None
+
     async def _call(
         self,
         litellm: Any,

@@ -153,6 +153,25 @@ class OpenAIDispatcher:
                 return limit if isinstance(limit, int) and limit > 0 else None
         return None
 
+    async def backend_metrics(self, model: ModelConfig) -> dict[str, float] | None:
+        """The engine's /metrics, in turnout's names (vLLM, SGLang, llama.cpp)."""
+        timeout = aiohttp.ClientTimeout(total=self._connect_s() + 1.0, connect=self._connect_s())
+        try:
+            async with self.session.get(
+                f"{_root(model)}/metrics", headers=_auth(model), timeout=timeout
+            ) as r:
+                if r.status == 404:
+                    return None
+                text = await r.text()
+                status = r.status
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _transport_error(model.id, exc) from exc
+        if status != 200:
+            raise UpstreamError(
+                f"{model.id}: metrics HTTP {status}", endpoint=model.id, reason=f"http_{status}"
+            )
+        return engine_load(text)
+
     def _prepare(
         self, model: ModelConfig, request: RouteRequest, *, stream: bool
     ) -> tuple[str, bytes, dict[str, str]]:
@@ -234,6 +253,34 @@ class SSEStream:
 def _base(model: ModelConfig) -> str:
     assert model.api_base is not None
     return model.api_base.rstrip("/")
+
+
+# Each engine's name for the same quantities; values of several label sets are summed.
+ENGINE_METRICS = {
+    "vllm:num_requests_running": "running",
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",  # a 0-1 fraction, whatever the name says
+    "vllm:prefix_cache_queries_total": "prefix_cache_queries",
+    "vllm:prefix_cache_hits_total": "prefix_cache_hits",
+    "sglang:num_running_reqs": "running",
+    "sglang:num_queue_reqs": "waiting",
+    "sglang:token_usage": "kv_cache_usage",
+    "llamacpp:requests_processing": "running",
+    "llamacpp:requests_deferred": "waiting",
+    "llamacpp:kv_cache_usage_ratio": "kv_cache_usage",
+}
+
+
+def engine_load(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    load: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = ENGINE_METRICS.get(sample.name)
+            if key is not None:
+                load[key] = load.get(key, 0.0) + float(sample.value)
+    return load
 
 
 def _root(model: ModelConfig) -> str:

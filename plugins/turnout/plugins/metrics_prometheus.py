@@ -190,6 +190,28 @@ class _StateCollector(Collector):
                 labels=["endpoint"],
             ),
         }
+        backend = {
+            "running": GaugeMetricFamily(
+                "turnout_backend_requests_running",
+                "Requests the engine reports running.",
+                labels=["endpoint"],
+            ),
+            "waiting": GaugeMetricFamily(
+                "turnout_backend_requests_waiting",
+                "Requests the engine reports waiting.",
+                labels=["endpoint"],
+            ),
+            "kv_cache_usage": GaugeMetricFamily(
+                "turnout_backend_kv_cache_usage_ratio",
+                "KV-cache use the engine reports, 0-1.",
+                labels=["endpoint"],
+            ),
+            "prefix_cache_hit_ratio": GaugeMetricFamily(
+                "turnout_backend_prefix_cache_hit_ratio",
+                "Prefix-cache hits over queries so far.",
+                labels=["endpoint"],
+            ),
+        }
         breaker = GaugeMetricFamily(
             "turnout_breaker_state", "1 for the breaker's state.", labels=["endpoint", "state"]
         )
@@ -198,7 +220,12 @@ class _StateCollector(Collector):
                 family.add_metric([endpoint], float(values[key]))
             for name in BREAKER_STATES:
                 breaker.add_metric([endpoint, name], 1.0 if values["breaker"] == name else 0.0)
+            for key, family in backend.items():
+                reported = (values.get("backend") or {}).get(key)
+                if reported is not None:
+                    family.add_metric([endpoint], float(reported))
         yield from gauges.values()
+        yield from backend.values()
         yield breaker
         transitions = CounterMetricFamily(
             "turnout_breaker_transitions",

@@ -1,0 +1,107 @@
+"""Load as the backends themselves report it: requests running and waiting, KV-cache usage and
+prefix-cache hits, scraped from each engine's own ``/metrics``.
+
+For engines that reserve their GPU memory at start (vLLM, SGLang), KV-cache usage is the memory
+signal that NVML cannot give: with ``monitoring.alert_on_vram_spike`` an endpoint at or over
+``vram_alarm_percent`` of its cache is routed behind the others. A view that has gone stale (no
+answer for three intervals) counts as saturated, never as idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from turnout.core.config import ModelConfig, TurnoutConfig
+from turnout.core.providers import Dispatcher
+
+log = logging.getLogger(__name__)
+
+SCRAPED_ENGINES = ("vllm", "sglang", "llamacpp")
+PREALLOCATING_ENGINES = ("vllm", "sglang")
+STALE_AFTER_INTERVALS = 3
+
+
+class BackendLoad:
+    def __init__(
+        self,
+        config: TurnoutConfig,
+        models: dict[str, ModelConfig],
+        dispatchers: dict[str, Dispatcher],
+    ) -> None:
+        backend = config.inference.backend
+        self._engines = {m.id: (m.provider or backend) for m in models.values()}
+        self._models = models
+        self._dispatchers = dispatchers
+        self._interval_s = config.monitoring.backend_metrics_interval_ms / 1000
+        self._kv_alarm = (
+            config.monitoring.vram_alarm_percent / 100
+            if config.monitoring.alert_on_vram_spike
+            else None
+        )
+        self._scraped = [e for e, engine in self._engines.items() if engine in SCRAPED_ENGINES]
+        self.views: dict[str, dict[str, float]] = {}
+        self._seen_at: dict[str, float] = {}
+        self._started_at = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    def saturated(self, endpoint: str) -> str | None:
+        """Why this endpoint should go behind the others, by its own metrics; or None."""
+        if endpoint not in self._scraped:
+            return None
+        seen = self._seen_at.get(endpoint, self._started_at)
+        silent = time.monotonic() - seen
+        if silent > STALE_AFTER_INTERVALS * self._interval_s:
+            return f"backend metrics stale ({silent:.0f} s without an answer): treated as saturated"
+        usage = self.views.get(endpoint, {}).get("kv_cache_usage")
+        preallocating = self._engines[endpoint] in PREALLOCATING_ENGINES
+        if self._kv_alarm is not None and preallocating and usage is not None:
+            if usage >= self._kv_alarm:
+                return f"KV cache {usage:.0%} used (alarm at {self._kv_alarm:.0%})"
+        return None
+
+    async def scrape_all(self) -> None:
+        answers = await asyncio.gather(
+            *(self._dispatchers[e].backend_metrics(self._models[e]) for e in self._scraped),
+            return_exceptions=True,
+        )
+        for endpoint, answer in zip(list(self._scraped), answers, strict=True):
+            if isinstance(answer, BaseException):
+                continue  # no answer: the view ages towards stale
+            if answer is None:
+                log.info("%s serves no metrics; not scraped", endpoint)
+                self._scraped.remove(endpoint)
+                continue
+            self.views[endpoint] = answer
+            self._seen_at[endpoint] = time.monotonic()
+
+    def start(self) -> None:
+        if self._scraped and self._task is None:
+            self._task = asyncio.create_task(self._run(), name="turnout-backend-metrics")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.scrape_all()
+            except Exception:
+                log.exception("scraping backend metrics failed; keeping the last views")
+
+    def describe(self, endpoint: str) -> dict[str, Any] | None:
+        view = self.views.get(endpoint)
+        if view is None:
+            return None
+        queries, hits = view.get("prefix_cache_queries"), view.get("prefix_cache_hits")
+        ratio = hits / queries if hits is not None and queries else None
+        return {**view, "prefix_cache_hit_ratio": ratio}

@@ -115,7 +115,7 @@ def test_missing_env_var_is_named_without_values(
 def test_unknown_provider_and_tokenizer_fail_at_start() -> None:
     with pytest.raises(ConfigError, match=r"models\[0\].provider \(a\): unknown provider 'tgi'"):
         Router(make_config([{"id": "a", "provider": "tgi"}]))
-    with pytest.raises(ConfigError, match=r"no tokenizer scheme 'sentencepiece'"):
+    with pytest.raises(ConfigError, match=r"no tokenizer scheme named 'sentencepiece'"):
         Router(make_config([{"id": "a", "tokenizer": "sentencepiece:/x"}]))
     with pytest.raises(ConfigError, match=r"no classifier named 'rulez'; did you mean 'rules'"):
         Router(make_config([{"id": "a"}], routing={"classifier": "rulez"}))

@@ -25,6 +25,7 @@ from turnout.core import (
     Timeouts,
     TokenCount,
     TurnoutConfig,
+    UpstreamError,
     UpstreamReply,
     create_plugin_manager,
     hookimpl,
@@ -147,7 +148,13 @@ def test_hook_turnout_dispatchers(
         async def open_stream(
             self, model: ModelConfig, request: RouteRequest, timeouts: Timeouts
         ) -> Any:
-            raise NotImplementedError
+            raise UpstreamError(
+                "this dispatcher does not stream",
+                endpoint=model.id,
+                reason="http_400",
+                status=400,
+                retryable=False,
+            )
 
         async def check_health(self, model: ModelConfig) -> HealthReport:
             return HealthReport(True, "in process", 0.0)

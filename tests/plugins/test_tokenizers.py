@@ -244,7 +244,7 @@ def test_backend_context_limit_wins_when_smaller(
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("sentencepiece:/x", r"no tokenizer scheme 'sentencepiece'"),
+        ("sentencepiece:/x", r"no tokenizer scheme named 'sentencepiece'"),
         ("hf:/no/such/dir", r"models\[0\].tokenizer \(m\): hf:/no/such/dir: no tokenizer.json"),
         ("hf-package:not_a_package_xyz", r"package 'not_a_package_xyz' is not installed"),
         ("hf-package:pluggy", r"ships no tokenizer.json; name the file"),

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from turnout.core.config import ModelConfig, TurnoutConfig
+from turnout.core.periodic import Periodic
 from turnout.core.providers import Dispatcher
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class BackendLoad:
         self.views: dict[str, dict[str, float]] = {}
         self._seen_at: dict[str, float] = {}
         self._started_at = time.monotonic()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("backend-metrics", self._interval_s, self.scrape_all)
 
     def saturated(self, endpoint: str) -> str | None:
         """Why this endpoint should go behind the others, by its own metrics; or None."""
@@ -78,25 +79,11 @@ class BackendLoad:
             self._seen_at[endpoint] = time.monotonic()
 
     def start(self) -> None:
-        if self._scraped and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="turnout-backend-metrics")
+        if self._scraped:
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                await self.scrape_all()
-            except Exception:
-                log.exception("scraping backend metrics failed; keeping the last views")
+        await self._loop.stop()
 
     def describe(self, endpoint: str) -> dict[str, Any] | None:
         view = self.views.get(endpoint)

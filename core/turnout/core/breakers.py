@@ -9,10 +9,9 @@ from __future__ import annotations
 import time
 
 from turnout.core.config import TurnoutConfig
-from turnout.core.config_source import did_you_mean
-from turnout.core.errors import ConfigError
 from turnout.core.plugins import ProviderRegistry
 from turnout.core.providers import Breaker
+from turnout.core.wiring import find_provider
 
 DEFAULT_COOL_DOWN_S = 1.0
 MAX_COOL_DOWN_S = 60.0
@@ -21,13 +20,7 @@ MAX_COOL_DOWN_S = 60.0
 class BreakerBoard:
     def __init__(self, registry: ProviderRegistry, config: TurnoutConfig) -> None:
         name = config.circuit_breaker.provider
-        provider = registry.breakers.get(name)
-        if provider is None:
-            raise ConfigError(
-                f"circuit_breaker.provider: no breaker named '{name}'"
-                f"{did_you_mean(name, list(registry.breakers))}; installed: "
-                f"{', '.join(sorted(registry.breakers))}"
-            )
+        provider = find_provider(registry.breakers, name, "circuit_breaker.provider", "breaker")
         self.breakers: dict[str, Breaker] = {
             m.id: provider.factory(m.id, config) for m in config.models
         }

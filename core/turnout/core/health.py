@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 from turnout.core.config import ModelConfig
+from turnout.core.periodic import Periodic
 from turnout.core.providers import Dispatcher, HealthReport
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,8 @@ class HealthMonitor:
     ) -> None:
         self._models = models
         self._dispatchers = dispatchers
-        self._interval_s = interval_s
         self.states = {endpoint: EndpointHealth() for endpoint in models}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("health-checks", interval_s, self.check_all)
 
     def unroutable(self, endpoint: str) -> str | None:
         state = self.states[endpoint]
@@ -66,19 +66,7 @@ class HealthMonitor:
             state.last_error = report.detail
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="turnout-health-checks")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            await self.check_all()
+        await self._loop.stop()

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from turnout.core.config import ModelConfig, TurnoutConfig
+from turnout.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,11 @@ class VramWatch:
     ) -> None:
         self._models = watched(config)
         self._alarm = config.monitoring.vram_alarm_percent
-        self._interval_s = config.monitoring.vram_sample_interval_ms / 1000
+        interval_s = config.monitoring.vram_sample_interval_ms / 1000
         self._local = local
         self._remote = remote
         self._degraded: dict[str, str] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Periodic("vram-watch", interval_s, self.sample_once, wait_first=False)
 
     @property
     def active(self) -> bool:
@@ -92,25 +93,11 @@ class VramWatch:
             self._degraded.pop(endpoint, None)
 
     def start(self) -> None:
-        if self.active and self._task is None:
-            self._task = asyncio.create_task(self._run(), name="turnout-vram-watch")
+        if self.active:
+            self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.sample_once()
-            except Exception:
-                log.exception("VRAM sample failed; keeping the last view")
-            await asyncio.sleep(self._interval_s)
+        await self._loop.stop()
 
 
 async def _quietly(sample: Awaitable[list[dict[str, Any]]]) -> list[dict[str, Any]]:

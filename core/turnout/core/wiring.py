@@ -7,24 +7,37 @@ per dispatcher kind (so one HTTP connection pool serves every OpenAI-compatible 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from turnout.core.config import OPENAI_COMPATIBLE, ModelConfig, TurnoutConfig
 from turnout.core.config_source import did_you_mean
 from turnout.core.errors import ConfigError
 from turnout.core.plugins import ProviderRegistry
-from turnout.core.providers import Classifier, Dispatcher, MetricsSink, Tokenizer
+from turnout.core.providers import Classifier, Dispatcher, MetricsSink, Provider, Tokenizer
+
+T = TypeVar("T")
+
+
+def find_provider(
+    providers: dict[str, Provider[T]], name: str, where: str, kind: str
+) -> Provider[T]:
+    """The provider named ``name``, or a ConfigError saying where it was asked for and what
+    is installed."""
+    provider = providers.get(name)
+    if provider is None:
+        hint = did_you_mean(name, list(providers))
+        close = hint if "did you mean" in hint else ""
+        raise ConfigError(
+            f"{where}: no {kind} named '{name}'{close}; installed: {', '.join(sorted(providers))}"
+        )
+    return provider
 
 
 def build_classifier(registry: ProviderRegistry, config: TurnoutConfig) -> Classifier:
     name = config.routing.classifier
-    provider = registry.classifiers.get(name)
-    if provider is None:
-        raise ConfigError(
-            f"routing.classifier: no classifier named '{name}'"
-            f"{did_you_mean(name, list(registry.classifiers))}; installed: "
-            f"{', '.join(sorted(registry.classifiers))}"
-        )
-    return provider.factory(config)
+    return find_provider(registry.classifiers, name, "routing.classifier", "classifier").factory(
+        config
+    )
 
 
 def build_tokenizers(registry: ProviderRegistry, config: TurnoutConfig) -> dict[str, Tokenizer]:
@@ -35,13 +48,8 @@ def build_tokenizers(registry: ProviderRegistry, config: TurnoutConfig) -> dict[
         spec = model.tokenizer
         if spec not in by_spec:
             scheme, _, argument = spec.partition(":")
-            provider = registry.tokenizers.get(scheme)
-            if provider is None:
-                raise ConfigError(
-                    f"models[{i}].tokenizer ({model.id}): no tokenizer scheme '{scheme}'"
-                    f"{did_you_mean(scheme, list(registry.tokenizers))}; installed: "
-                    f"{', '.join(sorted(registry.tokenizers))}"
-                )
+            where = f"models[{i}].tokenizer ({model.id})"
+            provider = find_provider(registry.tokenizers, scheme, where, "tokenizer scheme")
             try:
                 by_spec[spec] = provider.factory(argument, model)
             except ConfigError as exc:
@@ -81,14 +89,10 @@ def build_dispatchers(registry: ProviderRegistry, config: TurnoutConfig) -> dict
 def build_metrics_sinks(registry: ProviderRegistry, config: TurnoutConfig) -> list[MetricsSink]:
     sinks = []
     for i, name in enumerate(config.monitoring.metrics_sinks):
-        provider = registry.metrics_sinks.get(name)
-        if provider is None:
-            raise ConfigError(
-                f"monitoring.metrics_sinks[{i}]: no metrics sink named '{name}'"
-                f"{did_you_mean(name, list(registry.metrics_sinks))}; installed: "
-                f"{', '.join(sorted(registry.metrics_sinks))}"
-            )
-        sinks.append(provider.factory(config))
+        where = f"monitoring.metrics_sinks[{i}]"
+        sinks.append(
+            find_provider(registry.metrics_sinks, name, where, "metrics sink").factory(config)
+        )
     return sinks
 
 

@@ -1,6 +1,7 @@
 """``TurnoutMiddleware``: turnout's API mounted into an existing ASGI app.
 
-Pure ASGI (no ``BaseHTTPMiddleware``, which buffers streamed bodies and breaks context variables):
+Pure ASGI (not Starlette's base HTTP middleware class, which buffers streamed bodies and breaks
+context variables):
 HTTP requests under ``prefix`` that match turnout's routes are served by turnout; everything else,
 streaming and websockets included, reaches the host app untouched. The router is built on the
 host's lifespan startup when the server sends one, else on the first request.

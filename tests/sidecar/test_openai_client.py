@@ -192,3 +192,28 @@ def test_all_endpoints_down_is_503(
     assert info.value.status_code == 503
     assert "a: unhealthy: connection refused" in info.value.message
     assert "b: unhealthy: connection refused" in info.value.message
+
+
+def test_backpressure_is_a_rate_limit_error_with_retry_after(
+    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+) -> None:
+    import threading
+    import time
+
+    slow = openai_upstream("slow", mode="hang", hang_s=1.0)
+    config = make_config(
+        [{"id": "slow", "api_base": slow.api_base, "max_concurrency": 1, "queue_size": 0}]
+    )
+    client = client_for(serve_sidecar(config))
+    holder = threading.Thread(
+        target=client.chat.completions.create,
+        kwargs={"model": "slow", "messages": [{"role": "user", "content": "x"}]},
+    )
+    holder.start()
+    while slow.hits == 0:
+        time.sleep(0.01)
+    with pytest.raises(openai.RateLimitError) as info:
+        client.chat.completions.create(model="slow", messages=[{"role": "user", "content": "y"}])
+    holder.join()
+    assert info.value.code == "queue_full"
+    assert int(info.value.response.headers["retry-after"]) >= 1

@@ -17,7 +17,9 @@ from turnout.sidecar.testing import ServedApp
 
 @pytest.fixture
 def chain(
-    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+    openai_upstream: Callable[..., FakeUpstream],
+    serve_sidecar: Callable[..., ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> Callable[..., tuple[FakeUpstream, FakeUpstream, openai.OpenAI]]:
     """A preferred upstream (set to fail in some way) and a healthy next one."""
 
@@ -32,9 +34,7 @@ def chain(
             ],
             routing={"default": "first", "fallback_order": ["first", "second"]},
         )
-        client = openai.OpenAI(
-            base_url=serve_sidecar(config).url + "/v1", api_key="k", max_retries=0
-        )
+        client = openai_client(serve_sidecar(config).url)
         return first, second, client
 
     return build
@@ -73,7 +73,9 @@ def test_failure_before_first_byte_falls_back_once(
 
 
 def test_endpoint_that_died_between_health_checks_falls_back(
-    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+    openai_upstream: Callable[..., FakeUpstream],
+    serve_sidecar: Callable[..., ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> None:
     dying, second = openai_upstream("dying"), openai_upstream("second")
     config = make_config(
@@ -86,7 +88,7 @@ def test_endpoint_that_died_between_health_checks_falls_back(
     served = serve_sidecar(config)
     wait_until_checked(served.url)
     dying.server.stop()
-    client = openai.OpenAI(base_url=served.url + "/v1", api_key="k", max_retries=0)
+    client = openai_client(served.url)
     raw = client.chat.completions.with_raw_response.create(
         model="dying", messages=[{"role": "user", "content": "hi"}]
     )
@@ -95,7 +97,9 @@ def test_endpoint_that_died_between_health_checks_falls_back(
 
 
 def test_endpoint_found_dead_by_health_check_is_not_tried(
-    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+    openai_upstream: Callable[..., FakeUpstream],
+    serve_sidecar: Callable[..., ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> None:
     second = openai_upstream("second")
     config = make_config(
@@ -107,7 +111,7 @@ def test_endpoint_found_dead_by_health_check_is_not_tried(
     )
     served = serve_sidecar(config)
     wait_until_checked(served.url)
-    client = openai.OpenAI(base_url=served.url + "/v1", api_key="k", max_retries=0)
+    client = openai_client(served.url)
     raw = client.chat.completions.with_raw_response.create(
         model="dead", messages=[{"role": "user", "content": "hi"}]
     )
@@ -150,14 +154,16 @@ def test_failure_after_first_byte_ends_stream_with_error_and_no_duplicates(
 
 
 def test_each_endpoint_tried_at_most_once_when_all_fail(
-    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+    openai_upstream: Callable[..., FakeUpstream],
+    serve_sidecar: Callable[..., ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> None:
     ups = [openai_upstream(f"u{i}", mode="status:503") for i in range(3)]
     config = make_config(
         [{"id": u.name, "api_base": u.api_base} for u in ups],
         routing={"default": "u0", "fallback_order": ["u2", "u0", "u1", "u2"]},
     )
-    client = openai.OpenAI(base_url=serve_sidecar(config).url + "/v1", api_key="k", max_retries=0)
+    client = openai_client(serve_sidecar(config).url)
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503

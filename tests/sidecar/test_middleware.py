@@ -63,12 +63,13 @@ def test_middleware_serves_prefix_and_passes_the_rest(
     make_host: Callable[[], ASGIApp],
     openai_upstream: Callable[..., FakeUpstream],
     serve_app: Callable[[ASGIApp], ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> None:
     upstream = openai_upstream("mounted")
     config = make_config([{"id": "m", "api_base": upstream.api_base}])
     served = serve_app(TurnoutMiddleware(make_host(), config=config, prefix="/v1"))
 
-    client = openai.OpenAI(base_url=served.url + "/v1", api_key="k", max_retries=0)
+    client = openai_client(served.url)
     raw = client.chat.completions.with_raw_response.create(
         model="auto", messages=[{"role": "user", "content": "hi"}]
     )

@@ -12,15 +12,11 @@ from turnout.core.testing import FakeUpstream, closed_port_api_base, make_config
 from turnout.sidecar.testing import ServedApp
 
 
-def client_for(served: ServedApp, **options: Any) -> openai.OpenAI:
-    return openai.OpenAI(
-        base_url=served.url + "/v1", api_key="client-key", max_retries=0, **options
-    )
-
-
 @pytest.fixture
 def two_upstreams(
-    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+    openai_upstream: Callable[..., FakeUpstream],
+    serve_sidecar: Callable[..., ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> tuple[FakeUpstream, FakeUpstream, openai.OpenAI]:
     fast, big = openai_upstream("fast"), openai_upstream("big")
     config = make_config(
@@ -41,7 +37,7 @@ def two_upstreams(
         ],
         routing={"default": "fast", "fallback_order": ["fast", "big"]},
     )
-    return fast, big, client_for(serve_sidecar(config))
+    return fast, big, openai_client(serve_sidecar(config).url)
 
 
 def test_chat_routes_by_declared_task_type(two_upstreams: Any) -> None:
@@ -178,7 +174,7 @@ def test_long_prompt_skips_the_small_model(two_upstreams: Any) -> None:
 
 
 def test_all_endpoints_down_is_503(
-    serve_sidecar: Callable[..., ServedApp],
+    serve_sidecar: Callable[..., ServedApp], openai_client: Callable[[str], openai.OpenAI]
 ) -> None:
     config = make_config(
         [
@@ -186,7 +182,7 @@ def test_all_endpoints_down_is_503(
             {"id": "b", "api_base": closed_port_api_base()},
         ]
     )
-    client = client_for(serve_sidecar(config))
+    client = openai_client(serve_sidecar(config).url)
     with pytest.raises(openai.InternalServerError) as info:
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "x"}])
     assert info.value.status_code == 503
@@ -195,7 +191,9 @@ def test_all_endpoints_down_is_503(
 
 
 def test_backpressure_is_a_rate_limit_error_with_retry_after(
-    openai_upstream: Callable[..., FakeUpstream], serve_sidecar: Callable[..., ServedApp]
+    openai_upstream: Callable[..., FakeUpstream],
+    serve_sidecar: Callable[..., ServedApp],
+    openai_client: Callable[[str], openai.OpenAI],
 ) -> None:
     import threading
     import time
@@ -204,7 +202,7 @@ def test_backpressure_is_a_rate_limit_error_with_retry_after(
     config = make_config(
         [{"id": "slow", "api_base": slow.api_base, "max_concurrency": 1, "queue_size": 0}]
     )
-    client = client_for(serve_sidecar(config))
+    client = openai_client(serve_sidecar(config).url)
     holder = threading.Thread(
         target=client.chat.completions.create,
         kwargs={"model": "slow", "messages": [{"role": "user", "content": "x"}]},

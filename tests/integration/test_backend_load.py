@@ -131,3 +131,16 @@ def test_backend_load_is_exported(vllm: VllmMetrics) -> None:
     text = body.decode()
     assert 'turnout_backend_prefix_cache_hit_ratio{endpoint="vllm"} 0.807' in text
     assert 'turnout_backend_kv_cache_usage_ratio{endpoint="vllm"} 0.0' in text
+
+
+def test_a_backend_whose_own_queue_grows_goes_behind(
+    vllm: VllmMetrics, openai_upstream: Callable[..., FakeUpstream]
+) -> None:
+    vllm.text = recorded("metrics-under-load.prom").replace(
+        'vllm:num_requests_waiting{engine="0",model_name="tiny-fox"} 0.0',
+        'vllm:num_requests_waiting{engine="0",model_name="tiny-fox"} 3.0',
+    )
+    router = routed(vllm, openai_upstream("other").api_base)
+    run(router)
+    assert router.behind("vllm") == "backend queue: 3 waiting"
+    assert order(router) == ("other", "vllm")

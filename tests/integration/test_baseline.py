@@ -105,3 +105,44 @@ def test_unreachable_endpoint_reports_errors() -> None:
         "requests": 2,
         "errors": ["connection_refused", "connection_refused"],
     }
+
+
+def test_live_measurements_take_over_from_no_data(
+    openai_upstream: Callable[..., FakeUpstream],
+) -> None:
+    slow = openai_upstream("slow", chunks=6, chunk_gap_s=0.04)
+    quick = openai_upstream("quick", chunks=6)
+    config = make_config(
+        [{"id": "slow", "api_base": slow.api_base}, {"id": "quick", "api_base": quick.api_base}],
+        routing={"default": "slow"},
+    )
+    targeted = {
+        "model": "auto",
+        "max_tokens": 64,
+        "turnout": {"latency_target_ms": 1000},
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+
+    async def run() -> tuple[tuple[str, ...], tuple[str, ...], Any]:
+        router = Router(config)
+        await router.start()
+        try:
+            before = (await router.decide(parse_request("chat", targeted))).order
+            for model in ("slow", "quick") * 5:
+                body = {
+                    "model": model,
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "x"}],
+                }
+                async for _ in await router.stream(parse_request("chat", body)):
+                    pass
+            decision = await router.decide(parse_request("chat", targeted))
+            return before, decision.order, decision
+        finally:
+            await router.close()
+
+    before, after, decision = asyncio.run(run())
+    assert before == ("slow", "quick"), "no measurements and no baseline: the policy's order"
+    assert after == ("quick", "slow"), "measured: slow needs ~2 s for 64 tokens"
+    slow_estimate = decision.candidates[0].estimated_latency_ms
+    assert slow_estimate is not None and slow_estimate > 1000

@@ -63,6 +63,14 @@ class BackendLoad:
                 return f"KV cache {usage:.0%} used (alarm at {self._kv_alarm:.0%})"
         return None
 
+    def queueing(self, endpoint: str) -> str | None:
+        """The engine itself holds requests waiting: its batch is full, send elsewhere first."""
+        view = self.views.get(endpoint) if endpoint in self._scraped else None
+        waiting = (view or {}).get("waiting")
+        if waiting:
+            return f"backend queue: {waiting:.0f} waiting"
+        return None
+
     async def scrape_all(self) -> None:
         answers = await asyncio.gather(
             *(self._dispatchers[e].backend_metrics(self._models[e]) for e in self._scraped),

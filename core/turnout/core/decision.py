@@ -15,6 +15,7 @@ from turnout.core.baseline import estimated_latency_s
 from turnout.core.config import ROUTE_NAMES, RuleConfig, TurnoutConfig
 from turnout.core.config_source import did_you_mean
 from turnout.core.errors import ContextLengthExceeded, ModelNotFound, NoEndpointAvailable
+from turnout.core.latency import LatencyStats
 from turnout.core.policy import candidate_order
 from turnout.core.providers import Classifier, Tokenizer
 from turnout.core.tokens import Calibration, estimate_request_tokens
@@ -46,6 +47,7 @@ class Decider:
         limits: dict[str, int],
         calibration: Calibration,
         gates: Gates,
+        latency: LatencyStats,
         baselines: dict[str, object],
     ) -> None:
         self.config = config
@@ -56,6 +58,7 @@ class Decider:
         self.limits = limits
         self.calibration = calibration
         self.gates = gates
+        self.latency = latency
         self.baselines = baselines
         self.margin = config.routing.estimate_margin
 
@@ -131,6 +134,11 @@ class Decider:
         )
 
     def _latency_ms(self, model_id: str, request: RouteRequest) -> float | None:
+        """Measured when there is enough live data, else the stored baseline, else unknown."""
+        reply = request.max_tokens or REPLY_TOKENS_FOR_LATENCY
+        live = self.latency.estimate_s(model_id, reply)
+        if live is not None:
+            return round(live * 1000, 1)
         baseline = self.baselines.get(model_id)
         if not isinstance(baseline, dict):
             return None

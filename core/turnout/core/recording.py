@@ -17,6 +17,7 @@ from turnout.core.errors import (
     TurnoutError,
     UpstreamError,
 )
+from turnout.core.latency import LatencyStats
 from turnout.core.providers import MetricsSink
 from turnout.core.tokens import Calibration
 from turnout.core.types import Attempt, Decision, Outcome, RouteEvent, RouteRequest
@@ -27,12 +28,14 @@ log = logging.getLogger("turnout.core.router")
 class Recorder:
     def __init__(
         self,
+        latency: LatencyStats,
         sinks: list[MetricsSink],
         pm: pluggy.PluginManager,
         calibration: Calibration,
         limits: dict[str, int],
         track_context: bool,
     ) -> None:
+        self._latency = latency
         self._sinks = sinks
         self._pm = pm
         self._calibration = calibration
@@ -121,6 +124,8 @@ class Recorder:
             retries=retries,
             inter_token_s=inter_token_s,
         )
+        if outcome == "ok" and endpoint is not None:
+            self._latency.observe(endpoint, event.latency_s, event.ttft_s, event.completion_tokens)
         if outcome == "ok" and endpoint is not None and event.prompt_tokens:
             # The backend's own count is the truth the estimate learns from.
             self._calibration.observe(endpoint, decision.prompt_estimate, event.prompt_tokens)

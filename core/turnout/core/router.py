@@ -32,6 +32,7 @@ from turnout.core.hardware import (
     local_memory_sampler,
 )
 from turnout.core.health import HealthMonitor
+from turnout.core.latency import LatencyStats
 from turnout.core.plugins import collect_providers, create_plugin_manager
 from turnout.core.policy import default_rules
 from turnout.core.providers import Timeouts, UpstreamReply, UpstreamStream
@@ -77,6 +78,7 @@ class Router:
         self.dispatchers = build_dispatchers(registry, config)
         self.limits = {m.id: m.context_limit for m in config.models}
         self.calibration = Calibration()
+        self.latency = LatencyStats()
         self.board = BreakerBoard(registry, config)
         self.admission = Admission(config)
         self.health = HealthMonitor(
@@ -107,12 +109,14 @@ class Router:
             limits=self.limits,
             calibration=self.calibration,
             gates=self,
+            latency=self.latency,
             baselines=load_baselines(config.monitoring.profile),
         )
         self.sinks = build_metrics_sinks(registry, config)
         for sink in self.sinks:
             sink.attach(self.snapshot)
         self.recorder = Recorder(
+            self.latency,
             self.sinks,
             self.pm,
             self.calibration,
@@ -156,7 +160,11 @@ class Router:
         cooling = self.board.cooling_s(endpoint)
         if cooling is not None:
             return f"overloaded (429): routed around for {cooling:.1f} s more"
-        return self.vram.degraded(endpoint) or self.load.saturated(endpoint)
+        return (
+            self.vram.degraded(endpoint)
+            or self.load.saturated(endpoint)
+            or self.load.queueing(endpoint)
+        )
 
     def snapshot(self) -> dict[str, Any]:
         """Live state per endpoint, for metrics and health: read at scrape time, never stale."""

@@ -144,26 +144,24 @@ def _hints(block: _Hints | None, headers: Mapping[str, str]) -> RoutingHints:
                 "code, reasoning, extraction, chat",
                 param="X-Turnout-Task-Type",
             ) from None
-    header_latency = headers.get(LATENCY_HEADER)
-    if latency is None and header_latency:
-        if not header_latency.isdigit() or not 1 <= int(header_latency) <= 3_600_000:
-            raise InvalidRequest(
-                "header X-Turnout-Latency-Target-Ms: expected milliseconds as a whole number "
-                "from 1 to 3600000",
-                param="X-Turnout-Latency-Target-Ms",
-            )
-        latency = int(header_latency)
+    if latency is None:
+        latency = _header_ms(headers, LATENCY_HEADER, "X-Turnout-Latency-Target-Ms")
     timeout = block.timeout_ms if block else None
-    header_timeout = headers.get(TIMEOUT_HEADER)
-    if timeout is None and header_timeout:
-        if not header_timeout.isdigit() or not 1 <= int(header_timeout) <= 3_600_000:
-            raise InvalidRequest(
-                "header X-Turnout-Timeout-Ms: expected milliseconds as a whole number "
-                "from 1 to 3600000",
-                param="X-Turnout-Timeout-Ms",
-            )
-        timeout = int(header_timeout)
+    if timeout is None:
+        timeout = _header_ms(headers, TIMEOUT_HEADER, "X-Turnout-Timeout-Ms")
     return RoutingHints(task_type=task, latency_target_ms=latency, timeout_ms=timeout)
+
+
+def _header_ms(headers: Mapping[str, str], key: str, name: str) -> int | None:
+    """A milliseconds header (1 to an hour), or None when absent; anything else is a 400."""
+    raw = headers.get(key)
+    if not raw:
+        return None
+    if not raw.isdigit() or not 1 <= int(raw) <= 3_600_000:
+        raise InvalidRequest(
+            f"header {name}: expected milliseconds as a whole number from 1 to 3600000", param=name
+        )
+    return int(raw)
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:

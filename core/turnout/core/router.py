@@ -18,6 +18,7 @@ import pluggy
 
 from turnout.core.admission import Admission
 from turnout.core.attempts import AttemptRunner
+from turnout.core.backend_limits import adopt_backend_limits
 from turnout.core.backend_load import BackendLoad
 from turnout.core.breakers import BreakerBoard
 from turnout.core.config import TurnoutConfig
@@ -51,7 +52,6 @@ from turnout.core.wiring import (
 )
 
 log = logging.getLogger(__name__)
-BACKEND_LIMIT_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +130,7 @@ class Router:
         """Open connection pools, read the backends' own limits, start the background checks."""
         for dispatcher in distinct(self.dispatchers.values()):
             await dispatcher.start()
-        await self._adopt_backend_limits()
+        await adopt_backend_limits(self.models, self.dispatchers, self.limits)
         if self.shared is not None:
             await self.shared.start()
         if background:
@@ -303,30 +303,3 @@ class Router:
         """When the answer (or a stream's first byte) is due: the client's hint or the config's."""
         timeout_ms = request.hints.timeout_ms or self.config.routing.timeout_ms
         return time.monotonic() + timeout_ms / 1000
-
-    async def _adopt_backend_limits(self) -> None:
-        """Where a backend enforces a smaller context than the config says, the smaller wins."""
-
-        async def ask(model_id: str) -> int | None:
-            model = self.models[model_id]
-            try:
-                return await asyncio.wait_for(
-                    self.dispatchers[model_id].context_limit(model), BACKEND_LIMIT_TIMEOUT_S
-                )
-            except Exception:
-                return None
-
-        answers = await asyncio.gather(*(ask(i) for i in self.models))
-        for model_id, backend_limit in zip(self.models, answers, strict=True):
-            configured = self.models[model_id].context_limit
-            if backend_limit is None or backend_limit == configured:
-                continue
-            if backend_limit < configured:
-                self.limits[model_id] = backend_limit
-            log.warning(
-                "%s: the backend serves %d tokens of context, the config says %d; routing with %d",
-                model_id,
-                backend_limit,
-                configured,
-                self.limits[model_id],
-            )

@@ -93,6 +93,7 @@ def test_overloaded_endpoint_is_routed_around_for_its_retry_after(pair: Callable
     state = health(served)["flaky"]
     assert state["breaker"] == "closed", "overloaded is not broken"
     assert 1.0 < state["overloaded_for_s"] <= 2.0
+    assert state["degraded"].startswith("overloaded (429)"), "/health and metrics agree"
     for _ in range(3):
         assert post(served).headers["x-turnout-endpoint"] == "backup"
     assert flaky.hits == 1, "behind the others while it cools down"

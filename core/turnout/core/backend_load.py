@@ -14,14 +14,13 @@ import logging
 import time
 from typing import Any
 
-from turnout.core.config import ModelConfig, TurnoutConfig
+from turnout.core.config import RESERVES_GPU_MEMORY, ModelConfig, TurnoutConfig
 from turnout.core.periodic import Periodic
 from turnout.core.providers import Dispatcher
 
 log = logging.getLogger(__name__)
 
 SCRAPED_ENGINES = ("vllm", "sglang", "llamacpp")
-PREALLOCATING_ENGINES = ("vllm", "sglang")
 STALE_AFTER_INTERVALS = 3
 
 
@@ -32,8 +31,7 @@ class BackendLoad:
         models: dict[str, ModelConfig],
         dispatchers: dict[str, Dispatcher],
     ) -> None:
-        backend = config.inference.backend
-        self._engines = {m.id: (m.provider or backend) for m in models.values()}
+        self._engines = {m.id: config.inference.engine_of(m) for m in models.values()}
         self._models = models
         self._dispatchers = dispatchers
         self._interval_s = config.monitoring.backend_metrics_interval_ms / 1000
@@ -57,7 +55,7 @@ class BackendLoad:
         if silent > STALE_AFTER_INTERVALS * self._interval_s:
             return f"backend metrics stale ({silent:.0f} s without an answer): treated as saturated"
         usage = self.views.get(endpoint, {}).get("kv_cache_usage")
-        preallocating = self._engines[endpoint] in PREALLOCATING_ENGINES
+        preallocating = self._engines[endpoint] in RESERVES_GPU_MEMORY
         if self._kv_alarm is not None and preallocating and usage is not None:
             if usage >= self._kv_alarm:
                 return f"KV cache {usage:.0%} used (alarm at {self._kv_alarm:.0%})"

@@ -7,26 +7,27 @@ errors; what turnout had to assume is kept in ``TurnoutConfig.warnings`` for ``c
 
 from __future__ import annotations
 
-import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from turnout.core.config_source import (
     Loc,
+    describe_error,
     did_you_mean,
     expand_env,
     format_loc,
-    line_of,
+    located,
     parse_yaml,
 )
 from turnout.core.errors import ConfigError
 
 TaskType = Literal["code", "reasoning", "extraction", "chat"]
-TASK_TYPES: tuple[TaskType, ...] = ("code", "reasoning", "extraction", "chat")
 OPENAI_COMPATIBLE = ("vllm", "ollama", "mlx", "llamacpp", "openai", "sglang")
+# Engines that reserve their share of GPU memory at start: NVML sees them full whatever their load.
+RESERVES_GPU_MEMORY = ("vllm", "sglang")
 ROUTE_NAMES = ("auto",)
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
@@ -46,6 +47,10 @@ class InferenceConfig(_Strict):
     batch_size: PositiveInt | None = None
     max_num_seqs: PositiveInt | None = None
     gpu_memory_utilization: Annotated[float, Field(gt=0, le=1)] = 0.9
+
+    def engine_of(self, model: ModelConfig) -> str:
+        """The engine (provider) serving ``model``: its own ``provider``, else ``backend``."""
+        return model.provider or self.backend
 
 
 class ModelConfig(_Strict):
@@ -194,7 +199,7 @@ def parse_config(data: Any, *, source: str = "<config>", node: Any = None) -> Lo
     missing: list[Loc] = []
     data = expand_env(data, (), missing)
     problems = [
-        _where(source, node, loc[:-1])
+        located(source, node, loc[:-1])
         + f"{format_loc(loc[:-1])}: environment variable {loc[-1]} is not set"
         for loc in missing
     ]
@@ -204,7 +209,7 @@ def parse_config(data: Any, *, source: str = "<config>", node: Any = None) -> Lo
     try:
         config = TurnoutConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(err, source, node) for err in exc.errors()]
+        problems = [describe_error(err, source, node, TurnoutConfig) for err in exc.errors()]
         raise ConfigError("\n".join(problems), problems=problems) from None
     return LoadedConfig(config, warnings + _rule_warnings(config))
 
@@ -245,64 +250,3 @@ def _rule_warnings(config: TurnoutConfig) -> list[str]:
 
     _, notes = default_rules(config)
     return notes
-
-
-def _where(source: str, node: Any, loc: Loc) -> str:
-    line = line_of(node, loc)
-    return f"{source}:{line}: " if line is not None else f"{source}: "
-
-
-_MESSAGES = {
-    "int_type": "expected an integer",
-    "int_parsing": "expected an integer",
-    "float_type": "expected a number",
-    "float_parsing": "expected a number",
-    "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false",
-    "string_type": "expected a string",
-    "list_type": "expected a list",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "missing": "required key is missing",
-}
-
-
-def _describe(err: Any, source: str, node: Any) -> str:
-    loc: Loc = tuple(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        hint = did_you_mean(key, sorted(_fields_at(loc[:-1])))
-        return f"{_where(source, node, loc)}{format_loc(loc)}: unknown key{hint}"
-    message = _MESSAGES.get(kind) or str(err["msg"]).removeprefix("Value error, ")
-    if kind in _MESSAGES and kind != "missing" and "input" in err:
-        message += f", got {err['input']!r}"
-    where_loc = loc[:-1] if kind == "missing" else loc
-    return f"{_where(source, node, where_loc)}{format_loc(loc)}: {message}"
-
-
-def _fields_at(loc: Loc) -> set[str]:
-    """The keys allowed at ``loc``, by walking the schema's annotations."""
-    model: Any = TurnoutConfig
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return set()
-        model = _model_in(field.annotation)
-        if model is None:
-            return set()
-    return set(model.model_fields)
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    origin = get_origin(annotation)
-    if origin in (list, Union, types.UnionType, Annotated):
-        for arg in get_args(annotation):
-            found = _model_in(arg)
-            if found is not None:
-                return found
-    return None

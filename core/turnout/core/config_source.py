@@ -10,10 +10,12 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import types
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel
 
 from turnout.core.errors import ConfigError
 
@@ -102,3 +104,66 @@ def did_you_mean(word: str, choices: Sequence[str]) -> str:
     if close:
         return f"; did you mean '{close[0]}'?"
     return f"; valid keys: {', '.join(sorted(choices))}" if choices else ""
+
+
+def located(source: str, node: Any, loc: Loc) -> str:
+    """``file:line: `` for the key at ``loc`` (just ``file: `` without a node tree)."""
+    line = line_of(node, loc)
+    return f"{source}:{line}: " if line is not None else f"{source}: "
+
+
+_MESSAGES = {
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "missing": "required key is missing",
+}
+
+
+def describe_error(err: Any, source: str, node: Any, root: type[BaseModel]) -> str:
+    """One pydantic error as ``file:line: key: message``, unknown keys with a did-you-mean."""
+    loc: Loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        hint = did_you_mean(key, sorted(_fields_at(loc[:-1], root)))
+        return f"{located(source, node, loc)}{format_loc(loc)}: unknown key{hint}"
+    message = _MESSAGES.get(kind) or str(err["msg"]).removeprefix("Value error, ")
+    if kind in _MESSAGES and kind != "missing" and "input" in err:
+        message += f", got {err['input']!r}"
+    where_loc = loc[:-1] if kind == "missing" else loc
+    return f"{located(source, node, where_loc)}{format_loc(loc)}: {message}"
+
+
+def _fields_at(loc: Loc, root: type[BaseModel]) -> set[str]:
+    """The keys allowed at ``loc``, by walking the schema's annotations."""
+    model: Any = root
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return set()
+        model = _model_in(field.annotation)
+        if model is None:
+            return set()
+    return set(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    origin = get_origin(annotation)
+    if origin in (list, Union, types.UnionType, Annotated):
+        for arg in get_args(annotation):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None

@@ -83,8 +83,8 @@ class Decider:
         target = classification.latency_target_ms
 
         def standing(c: Candidate) -> tuple[bool, bool]:
-            # Degraded endpoints stay usable behind healthy ones; so do those whose measured
-            # baseline says they would miss the caller's latency target.
+            # Degraded endpoints stay usable behind healthy ones; so do those whose latency
+            # estimate (measured, else the baseline) would miss the caller's target.
             late = target is not None and (c.estimated_latency_ms or 0) > target
             return (c.degraded is not None, late)
 

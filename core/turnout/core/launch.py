@@ -17,7 +17,7 @@ def launch_command(
     model: ModelConfig, inference: InferenceConfig, *, max_model_len: int, max_num_seqs: int
 ) -> str | None:
     """The command that starts ``model``'s backend with these limits; None for remote providers."""
-    provider = model.provider or inference.backend
+    provider = inference.engine_of(model)
     weights = model.path or model.upstream_model
     port = str(urlsplit(model.api_base or "").port or 8000)
     quantization = model.quantization or inference.quantization

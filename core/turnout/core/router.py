@@ -167,7 +167,8 @@ class Router:
         )
 
     def snapshot(self) -> dict[str, Any]:
-        """Live state per endpoint, for metrics and health: read at scrape time, never stale."""
+        """Live state per endpoint, for metrics and /health: read when asked, never stale.
+        ``unroutable`` and ``degraded`` are the reasons (None when there is none)."""
         endpoints = {}
         for endpoint in self.models:
             slots = self.admission.endpoints[endpoint]
@@ -177,7 +178,8 @@ class Router:
                 "slots": slots.slots,
                 "breaker": self.board.breaker(endpoint).state,
                 "healthy": self.health.states[endpoint].status != "unhealthy",
-                "degraded": self.behind(endpoint) is not None,
+                "unroutable": self.unroutable(endpoint),
+                "degraded": self.behind(endpoint),
                 "effective_context": self.limits[endpoint],
                 "backend": self.load.describe(endpoint),
             }

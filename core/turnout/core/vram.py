@@ -13,12 +13,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from turnout.core.config import ModelConfig, TurnoutConfig
+from turnout.core.config import RESERVES_GPU_MEMORY, ModelConfig, TurnoutConfig
 from turnout.core.periodic import Periodic
 
 log = logging.getLogger(__name__)
 
-PREALLOCATING_ENGINES = ("vllm", "sglang")
 LocalSampler = Callable[[], list[dict[str, Any]]]
 RemoteSampler = Callable[[str], Awaitable[list[dict[str, Any]]]]
 
@@ -28,8 +27,8 @@ def watched(config: TurnoutConfig) -> list[ModelConfig]:
     memory use follows its load."""
     out = []
     for model in config.models:
-        engine = model.provider or config.inference.backend
-        if (model.gpus or model.hardware_url) and engine not in PREALLOCATING_ENGINES:
+        engine = config.inference.engine_of(model)
+        if (model.gpus or model.hardware_url) and engine not in RESERVES_GPU_MEMORY:
             out.append(model)
     return out
 

@@ -60,7 +60,7 @@ def build_tokenizers(registry: ProviderRegistry, config: TurnoutConfig) -> dict[
 
 def dispatcher_name(model: ModelConfig, config: TurnoutConfig) -> str:
     """Which dispatcher provider serves a model's ``provider`` value."""
-    provider = model.provider or config.inference.backend
+    provider = config.inference.engine_of(model)
     if provider in OPENAI_COMPATIBLE:
         return "openai"
     if provider.startswith("litellm:"):

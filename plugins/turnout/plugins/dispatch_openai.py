@@ -112,7 +112,7 @@ class OpenAIDispatcher:
         no /health."""
         started = time.perf_counter()
         root = _root(model)
-        if (model.provider or self._config.inference.backend) == "ollama":
+        if self._config.inference.engine_of(model) == "ollama":
             probes = [f"{root}/api/tags"]
         else:
             probes = [f"{root}/health", f"{_base(model)}/models"]

@@ -217,7 +217,7 @@ class _StateCollector(Collector):
         )
         for endpoint, values in state["endpoints"].items():
             for key, family in gauges.items():
-                family.add_metric([endpoint], float(values[key]))
+                family.add_metric([endpoint], _gauge(values[key]))
             for name in BREAKER_STATES:
                 breaker.add_metric([endpoint, name], 1.0 if values["breaker"] == name else 0.0)
             for key, family in backend.items():
@@ -241,6 +241,13 @@ class _StateCollector(Collector):
             )
             shared.add_metric([], 1.0 if state["shared_state_connected"] else 0.0)
             yield shared
+
+
+def _gauge(value: object) -> float:
+    """A number as itself; a reason (or its absence) as 1 (or 0)."""
+    if isinstance(value, int | float):
+        return float(value)
+    return 1.0 if value else 0.0
 
 
 @hookimpl(trylast=True)

@@ -10,28 +10,29 @@ from turnout.core import Router
 
 
 def health_report(router: Router) -> dict[str, Any]:
+    state = router.snapshot()
     endpoints = []
-    for endpoint in router.models:
+    for endpoint, live in state["endpoints"].items():
         health = router.health.states[endpoint]
-        slots = router.admission.endpoints[endpoint]
         cooling = router.board.cooling_s(endpoint)
         endpoints.append(
             {
                 "id": endpoint,
-                "routable": router.unroutable(endpoint) is None,
+                "routable": live["unroutable"] is None,
                 "health": {
                     "status": health.status,
                     "detail": health.detail,
                     "checked_at": _iso(health.checked_at),
                     "last_error": health.last_error,
                 },
-                "breaker": router.board.breaker(endpoint).state,
+                "breaker": live["breaker"],
                 "overloaded_for_s": round(cooling, 1) if cooling is not None else None,
-                "degraded": router.vram.degraded(endpoint),
-                "in_flight": slots.in_flight,
-                "queued": slots.queued,
-                "slots": slots.slots,
-                "effective_context": router.limits[endpoint],
+                "degraded": live["degraded"],
+                "in_flight": live["in_flight"],
+                "queued": live["queued"],
+                "slots": live["slots"],
+                "effective_context": live["effective_context"],
+                "backend": live["backend"],
             }
         )
     routable = [e["routable"] for e in endpoints]

@@ -11,7 +11,7 @@ from turnout.core.planner import GIB, load_shape, plan_model, usable_vram_bytes
 
 # These allocate every slot's full context up front (vLLM and SGLang page it on demand), so the
 # per-sequence context must be what fits when all slots are full.
-PREALLOCATING = ("llamacpp", "ollama")
+FIXED_SLOT_CONTEXT = ("llamacpp", "ollama")
 LOCAL = ("vllm", "sglang", "llamacpp", "ollama", "mlx")
 
 
@@ -23,7 +23,7 @@ def plan_config(config: TurnoutConfig, profile: dict[str, Any]) -> list[dict[str
     seqs = inference.max_num_seqs or 1
     entries = []
     for model in config.models:
-        provider = model.provider or inference.backend
+        provider = inference.engine_of(model)
         entry: dict[str, Any] = {"id": model.id, "provider": provider}
         max_len, problems = model.max_model_len, []
         shape_dir = Path(model.path) if model.path else None
@@ -46,10 +46,10 @@ def plan_config(config: TurnoutConfig, profile: dict[str, Any]) -> list[dict[str
                 tensor_parallel_size=model.tensor_parallel_size,
                 weight_bytes=exact_weights,
             )
-            fits = plan.safe_max_model_len if provider in PREALLOCATING else plan.kv_tokens
+            fits = plan.safe_max_model_len if provider in FIXED_SLOT_CONTEXT else plan.kv_tokens
             max_len = max(1, min(model.max_model_len, fits))
             problems.extend(plan.problems)
-            if provider in PREALLOCATING and max_len < model.max_model_len:
+            if provider in FIXED_SLOT_CONTEXT and max_len < model.max_model_len:
                 problems.append(
                     f"{provider} allocates all {seqs} slots up front: context per slot lowered "
                     f"to {max_len}"
